@@ -1,0 +1,504 @@
+"""Seasonal, robust, online anomaly detector for one univariate series."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from river.base import AnomalyDetector
+
+__all__ = ["VolumeModel"]
+
+_DAY = 86400.0
+_HOUR = 3600.0
+# Values beyond this are learned as +/- this bound, so no update can overflow.
+_MAX_ABS = 1e100
+# A scale never falls below this fraction of its slow (long-memory) twin.
+_SLOW_FLOOR = 0.4
+# sqrt(pi / 2): turns a mean absolute deviation into a Gaussian standard deviation.
+_MAD_TO_SD = 1.2533141373155003
+
+
+def _epoch(ts: Any) -> float | None:
+    """Seconds since the epoch (UTC) of a datetime or a number; None if unusable."""
+    if ts is None:
+        return None
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            # Naive datetimes are taken as UTC: only consistency matters for the slots.
+            ts = ts.replace(tzinfo=timezone.utc)
+        return ts.timestamp()
+    if isinstance(ts, (int, float)) and math.isfinite(ts):
+        return float(ts)
+    return None
+
+
+class VolumeModel(AnomalyDetector):
+    """Robust seasonal online anomaly detector for a univariate series.
+
+    Each observation ``x = {"timestamp": datetime, "value": float}`` is compared with
+    two forecasts, and the one that has been more accurate lately is used:
+
+    * a **seasonal** forecast, Holt-Winters style: a robust level plus an additive
+      hour-of-day profile (24 slots) refined by an hour-of-week profile (168 slots),
+      linearly interpolated between slot centres so a smooth daily curve has no
+      steps. A slot's learning rate is scaled by how many points fall in one visit
+      of the slot, which is inferred online from the median gap between timestamps,
+      so the same defaults work from one-minute to hourly sampling;
+    * a **plain** forecast: the level of the raw values (for series without rhythm).
+
+    The residual is divided by a robust scale (an exponentially weighted mean
+    absolute deviation, per hour-of-day slot for the seasonal forecast, floored by
+    Poisson noise when the series has only held non-negative integers) to give a
+    robust z, which is squashed smoothly into [0, 1):
+
+    .. math:: u = \\log(1 + (z / c)^2), \\qquad score = u / (1 + u)
+
+    The log keeps extreme deviations apart (a 10-fold larger spike always scores
+    higher, up to the largest floats), so scores rank anomalies without saturating.
+    Spikes and drops are symmetric: a bucket of 0 when 50 were expected scores high.
+
+    Learning is protected against anomalies, as River's ``QuantileFilter`` with
+    ``protect_anomaly_detector`` does, but softly: residuals are clipped to
+    ``clip_z`` scales (Huber) before they update any state, so a spike barely moves
+    the baseline. A lasting change is different from a spike: after
+    ``shift_patience`` consecutive points beyond ``shift_z`` on the same side, the
+    levels jump to the new regime and the model stops alarming.
+
+    Rules for awkward input:
+
+    * a non-finite or non-numeric ``value`` (NaN, inf, None) is ignored: it is not
+      learned, scores 0, and is counted in ``n_ignored``;
+    * values beyond +/-1e100 are scored as they are but learned as +/-1e100;
+    * a missing or unusable timestamp disables the seasonal forecast for that point;
+    * out-of-order timestamps are scored and learned in their own slot; only forward
+      gaps feed the sampling-interval estimate;
+    * variances are never computed by subtraction (mean absolute deviations only)
+      and every scale has a floor, so constant series and runs of zeros are safe.
+
+    Memory is fixed: 24 + 168 seasonal slots, 24 scale slots and at most
+    ``interval_window`` recent gaps, whatever the length of the series.
+
+    Parameters
+    ----------
+    grace_period
+        Number of learned points before which ``score_one`` returns 0.
+    level_alpha
+        Smoothing factor of the levels: per point for the plain forecast, per hour of
+        data (or per point if sparser) for the seasonal forecast.
+    season_alpha
+        Smoothing factor of a seasonal slot per visit of that slot (a visit is all the
+        points that fall into one hour).
+    scale_alpha
+        Smoothing factor of the absolute deviations (per point, or per visit for the
+        slot scales).
+    z_scale
+        Robust z at which the score's inner ratio is 1 (score about 0.41).
+    clip_z
+        Residuals are clipped to this many scales before they are learned.
+    shift_z
+        Robust z beyond which a point counts towards a level shift.
+    shift_patience
+        Consecutive points beyond ``shift_z`` on one side that make a level shift.
+    interval_window
+        Number of recent forward gaps whose median is the sampling interval.
+    persist_alpha
+        Smoothing factor of the running mean of recent z (each clipped to ``shift_z``),
+        which lets several moderate same-side deviations add up to an anomaly.
+
+    Attributes
+    ----------
+    n_seen
+        Number of points learned.
+    n_ignored
+        Number of points ignored because their value was not a finite number.
+    n_shifts
+        Number of level shifts adopted.
+    interval
+        Inferred sampling interval in seconds (None until two timestamps are known).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timedelta
+    >>> import random
+    >>> rng = random.Random(7)
+    >>> model = VolumeModel()
+    >>> t0 = datetime(2024, 1, 1)
+    >>> for i in range(24 * 12 * 7):  # one week of 5-minute buckets
+    ...     t = t0 + timedelta(minutes=5 * i)
+    ...     daily = 40 + 30 * math.sin(2 * math.pi * (t.hour + t.minute / 60) / 24)
+    ...     model.learn_one({"timestamp": t, "value": rng.gauss(daily, 3)})
+    >>> model.warm
+    True
+    >>> t = t0 + timedelta(days=7, hours=6)  # the daily peak, about 70 expected
+    >>> round(model.expected({"timestamp": t}))
+    70
+    >>> normal = model.score_one({"timestamp": t, "value": 71.0})
+    >>> spike = model.score_one({"timestamp": t, "value": 250.0})
+    >>> silence = model.score_one({"timestamp": t, "value": 0.0})
+    >>> normal < 0.3 < 0.7 < silence < spike < 1.0
+    True
+    >>> model.direction({"timestamp": t, "value": 0.0})
+    'drop'
+    >>> model.score_one({"timestamp": t, "value": float("nan")})
+    0.0
+
+    References
+    ----------
+    .. [1] Hyndman, R.J. and Athanasopoulos, G. (2021). *Forecasting: principles and
+       practice*, 3rd ed., section 8.3 (Holt-Winters' additive method). OTexts.
+    .. [2] Huber, P.J. (1964). Robust estimation of a location parameter. *The Annals
+       of Mathematical Statistics*, 35(1), 73-101.
+    .. [3] Gelper, S., Fried, R. and Croux, C. (2010). Robust forecasting with
+       exponential and Holt-Winters smoothing. *Journal of Forecasting*, 29(3), 285-300.
+    .. [4] Lavin, A. and Ahmad, S. (2015). Evaluating real-time anomaly detection
+       algorithms - the Numenta Anomaly Benchmark. *IEEE ICMLA*.
+
+    """
+
+    VERSION = "1"
+
+    # Everything the model has learned; state_dict() copies exactly these.
+    _STATE = (
+        "n_seen", "n_ignored", "n_shifts", "first_t", "last_t", "gaps", "interval",
+        "level_s", "level_p", "daily", "daily_n", "weekly", "weekly_n", "mad_s",
+        "mad_p", "slow_s", "slow_p", "slot_mad", "slot_mad_n", "err_s", "err_p", "is_count", "ewz",
+        "run_sign", "run_vals", "run_des",
+    )
+
+    def __init__(
+        self,
+        grace_period: int = 48,
+        level_alpha: float = 0.1,
+        season_alpha: float = 0.2,
+        scale_alpha: float = 0.05,
+        z_scale: float = 3.0,
+        clip_z: float = 3.0,
+        shift_z: float = 4.0,
+        shift_patience: int = 12,
+        interval_window: int = 15,
+        persist_alpha: float = 0.3,
+    ):
+        for name, value in (("level_alpha", level_alpha), ("season_alpha", season_alpha),
+                            ("scale_alpha", scale_alpha),
+                            ("persist_alpha", persist_alpha)):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        for name, value in (("z_scale", z_scale), ("clip_z", clip_z), ("shift_z", shift_z)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if grace_period < 0 or shift_patience < 1 or interval_window < 1:
+            raise ValueError("grace_period must be >= 0, shift_patience and interval_window >= 1")
+        self.grace_period = grace_period
+        self.level_alpha = level_alpha
+        self.season_alpha = season_alpha
+        self.scale_alpha = scale_alpha
+        self.z_scale = z_scale
+        self.clip_z = clip_z
+        self.shift_z = shift_z
+        self.shift_patience = shift_patience
+        self.interval_window = interval_window
+        self.persist_alpha = persist_alpha
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n_seen = 0
+        self.n_ignored = 0
+        self.n_shifts = 0
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.gaps: list[float] = []
+        self.interval: float | None = None
+        self.level_s: float | None = None  # level of the deseasonalised values
+        self.level_p: float | None = None  # level of the raw values
+        self.daily = [0.0] * 24
+        self.daily_n = [0.0] * 24  # weighted number of points learned per slot
+        self.weekly = [0.0] * 168
+        self.weekly_n = [0.0] * 168
+        self.mad_s = 0.0
+        self.mad_p = 0.0
+        # Slow twins of the deviations: a floor, so that a long flat stretch does not
+        # shrink the scale to nothing and make the first ordinary wiggle an alarm.
+        self.slow_s = 0.0
+        self.slow_p = 0.0
+        self.ewz = 0.0  # exponentially weighted recent z: evidence that piles up
+        self.slot_mad = [0.0] * 24
+        self.slot_mad_n = [0.0] * 24
+        self.err_s = 0.0  # recent mean absolute error of each forecast, to pick one
+        self.err_p = 0.0
+        self.is_count = True
+        self.run_sign = 0
+        self.run_vals: list[float] = []  # values of the current same-side run
+        self.run_des: list[float] = []  # the same, deseasonalised
+
+    # -- state -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned, as plain JSON-serialisable data (lists, floats, ints)."""
+        state = {name: getattr(self, name) for name in self._STATE}
+        for name, value in state.items():
+            if isinstance(value, list):
+                state[name] = list(value)
+        return {"version": self.VERSION, "params": self._get_params(), "state": state}
+
+    def load_state_dict(self, d: dict[str, Any]) -> VolumeModel:
+        """Restore what :meth:`state_dict` returned (parameters are not changed)."""
+        if d.get("version") != self.VERSION:
+            raise ValueError(f"VolumeModel state version {d.get('version')!r}, expected {self.VERSION!r}")
+        state = d["state"]
+        missing = [name for name in self._STATE if name not in state]
+        if missing:
+            raise ValueError(f"VolumeModel state lacks {missing}")
+        for name in self._STATE:
+            value = state[name]
+            setattr(self, name, list(value) if isinstance(value, list) else value)
+        return self
+
+    @classmethod
+    def from_state_dict(cls, d: dict[str, Any]) -> VolumeModel:
+        """A new model with the saved parameters and state."""
+        return cls(**d["params"]).load_state_dict(d)
+
+    # -- properties ------------------------------------------------------------
+
+    @property
+    def warm(self) -> bool:
+        """True once ``grace_period`` points were learned (scores are no longer 0)."""
+        return self.n_seen >= self.grace_period
+
+    @property
+    def span_seconds(self) -> float:
+        """Time between the first and the latest timestamp learned."""
+        if self.first_t is None or self.last_t is None:
+            return 0.0
+        return self.last_t - self.first_t
+
+    # -- internals -------------------------------------------------------------
+
+    @staticmethod
+    def _value(x: dict) -> float | None:
+        v = x.get("value")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    def _per_visit(self, alpha: float) -> float:
+        """Per-point rate that amounts to ``alpha`` over one visit of an hour slot."""
+        points = 1.0 if not self.interval else max(1.0, _HOUR / self.interval)
+        if points == 1.0:
+            return alpha
+        return 1.0 - (1.0 - alpha) ** (1.0 / points)
+
+    @staticmethod
+    def _slots(t: float) -> tuple[int, int, float, int, int]:
+        """Neighbouring hour-of-day and hour-of-week slots of ``t`` and the weight of the 2nd."""
+        # Slot k is centred on minute 30 of hour k: interpolate between centres.
+        pos = (t % _DAY) / _HOUR - 0.5
+        lo = math.floor(pos)
+        frac = pos - lo
+        d0, d1 = lo % 24, (lo + 1) % 24
+        # 1970-01-01 was a Thursday (weekday 3); hour-of-week slot = weekday * 24 + hour.
+        week_pos = ((t / _DAY + 3.0) % 7.0) * 24.0 - 0.5
+        wlo = math.floor(week_pos)
+        return d0, d1, frac, wlo % 168, (wlo + 1) % 168
+
+    def _season(self, t: float | None) -> float | None:
+        """Seasonal offset at ``t``, or None if its slots were never visited."""
+        if t is None:
+            return None
+        d0, d1, f, w0, w1 = self._slots(t)
+        n0, n1 = self.daily_n[d0], self.daily_n[d1]
+        if n0 <= 0.0 or n1 <= 0.0:
+            return None
+        s = (1.0 - f) * self.daily[d0] + f * self.daily[d1]
+        # The weekly profile refines the daily one as its slots gather visits.
+        per_visit = 1.0 if not self.interval else max(1.0, _HOUR / self.interval)
+        for w, k in ((1.0 - f, w0), (f, w1)):
+            visits = self.weekly_n[k] / per_visit
+            if visits > 0.0:
+                blend = visits / (visits + 2.0)
+                dk = d0 if k == w0 else d1
+                s += w * blend * (self.weekly[k] - self.daily[dk])
+        return s
+
+    def _floor(self, expected: float) -> float:
+        # Relative floor: constant series keep a tiny positive scale.
+        floor = 1e-9 + 1e-6 * abs(expected)
+        if self.is_count:
+            # Counts are at least Poisson-noisy: never trust a scale below that.
+            floor = max(floor, 0.5 * math.sqrt(max(expected, 1.0)))
+        return floor
+
+    def _forecast(self, t: float | None) -> tuple[float, float]:
+        """(expected value, scale) from the forecast that has been more accurate."""
+        season = self._season(t)
+        if season is not None and self.level_s is not None and self.err_s <= self.err_p:
+            expected = self.level_s + season
+            d0, d1, f, _, _ = self._slots(t)  # type: ignore[arg-type]
+            slot = (1.0 - f) * self.slot_mad[d0] + f * self.slot_mad[d1]
+            mad = slot if self.slot_mad_n[d0] > 0 and self.slot_mad_n[d1] > 0 else self.mad_s
+            # Geometric mean: the hour's own noise, tempered by the overall noise.
+            mad = max(math.sqrt(max(mad, 0.0) * self.mad_s), _SLOW_FLOOR * self.slow_s)
+        else:
+            expected = self.level_p if self.level_p is not None else 0.0
+            mad = max(self.mad_p, _SLOW_FLOOR * self.slow_p)
+        if self.is_count:
+            expected = max(expected, 0.0)
+        return expected, max(_MAD_TO_SD * mad, self._floor(expected))
+
+    def _z(self, x: dict) -> tuple[float, float] | None:
+        v = self._value(x)
+        if v is None or self.level_p is None:
+            return None
+        expected, scale = self._forecast(_epoch(x.get("timestamp")))
+        return (v - expected) / scale, expected
+
+    # -- public API ------------------------------------------------------------
+
+    def expected(self, x: dict) -> float:
+        """The value the model expects at ``x["timestamp"]`` (``value`` is not needed)."""
+        return self._forecast(_epoch(x.get("timestamp")))[0]
+
+    def direction(self, x: dict) -> str:
+        """``"spike"`` if ``x["value"]`` is at or above what was expected, else ``"drop"``."""
+        v = self._value(x)
+        if v is None:
+            return "spike"
+        return "spike" if v >= self.expected(x) else "drop"
+
+    def score_one(self, x: dict) -> float:
+        """Anomaly score in [0, 1); 0 during warm-up and for ignored values."""
+        if not self.warm:
+            return 0.0
+        res = self._z(x)
+        if res is None:
+            return 0.0
+        z = res[0]
+        if not math.isfinite(z):
+            return 1.0
+        # A run of moderate deviations on one side (a silence at a quiet hour, a small
+        # shift) piles up in the weighted mean of z, standardised by its own spread.
+        z = max(abs(z), abs(self._next_ewz(z)) / self._ewz_sd)
+        q = z / self.z_scale
+        u = math.log1p(q * q) if q < 1e150 else 2.0 * math.log(q)
+        return u / (1.0 + u)
+
+    @property
+    def _ewz_sd(self) -> float:
+        a = self.persist_alpha
+        return math.sqrt(a / (2.0 - a))
+
+    def _next_ewz(self, z: float) -> float:
+        zc = max(-self.shift_z, min(self.shift_z, z))
+        return self.ewz + self.persist_alpha * (zc - self.ewz)
+
+    def learn_one(self, x: dict) -> None:
+        """Update the model with one observation (ignored if the value is not finite)."""
+        v = self._value(x)
+        if v is None:
+            self.n_ignored += 1
+            return
+        v = max(-_MAX_ABS, min(_MAX_ABS, v))
+        t = _epoch(x.get("timestamp"))
+
+        if t is not None:
+            if self.last_t is None:
+                self.first_t = self.last_t = t
+            elif t > self.last_t:
+                self.gaps.append(t - self.last_t)
+                if len(self.gaps) > self.interval_window:
+                    del self.gaps[0]
+                self.interval = sorted(self.gaps)[len(self.gaps) // 2]
+                self.last_t = t
+            elif self.first_t is not None and t < self.first_t:
+                self.first_t = t
+
+        if self.is_count and (v < 0 or v != math.floor(v)):
+            self.is_count = False
+
+        self.n_seen += 1
+        n = self.n_seen
+        if self.level_p is None:
+            self.level_p = self.level_s = v
+            return
+
+        season = self._season(t)
+        level_s = self.level_s if self.level_s is not None else v
+        expected, scale = self._forecast(t)
+        r = v - expected
+        z = r / scale
+
+        # Protection: past the first few points, a residual is learned clipped.
+        protect = n > 10
+        lim = self.clip_z * scale
+        r_p = v - self.level_p
+        r_s = v - level_s - (season or 0.0)
+        if protect:
+            lim_p = self.clip_z * max(_MAD_TO_SD * self.mad_p, self._floor(self.level_p))
+            r_p = max(-lim_p, min(lim_p, r_p))
+            r_s = max(-lim, min(lim, r_s))
+
+        # Early on, plain running means; later, exponential smoothing.
+        a = max(self.level_alpha, 1.0 / n)
+        err_a = max(self.scale_alpha, 1.0 / n)
+        if season is not None:
+            self.err_s += err_a * (min(abs(v - level_s - season), 1e300) - self.err_s)
+        else:
+            # Without a seasonal forecast yet, count it as no better than the plain one.
+            self.err_s += err_a * (min(abs(v - self.level_p), 1e300) - self.err_s)
+        self.err_p += err_a * (min(abs(v - self.level_p), 1e300) - self.err_p)
+        self.mad_p += err_a * (abs(r_p) - self.mad_p)
+        self.mad_s += err_a * (abs(r_s) - self.mad_s)
+        slow_a = max(self.scale_alpha / 10.0, 1.0 / n)
+        self.slow_p += slow_a * (abs(r_p) - self.slow_p)
+        self.slow_s += slow_a * (abs(r_s) - self.slow_s)
+        if n > self.grace_period:
+            self.ewz = self._next_ewz(z)
+        self.level_p += a * r_p
+        # The seasonal forecast's level moves per hour, not per point, so that at any
+        # sampling rate the daily shape is carried by the slots, not by the level.
+        self.level_s = level_s + max(self._per_visit(self.level_alpha), 1.0 / n) * r_s
+
+        if t is not None:
+            self._learn_season(t, r_s + (season or 0.0), r_s)
+
+        self._track_shift(z if protect and n > self.grace_period else 0.0, v, v - (season or 0.0))
+
+    def _learn_season(self, t: float, offset: float, resid: float) -> None:
+        """Move the slots around ``t`` towards ``offset`` (the value minus the level)."""
+        d0, d1, f, w0, w1 = self._slots(t)
+        g = self._per_visit(self.season_alpha)
+        gs = self._per_visit(self.scale_alpha)
+        for w, d, k in ((1.0 - f, d0, w0), (f, d1, w1)):
+            if w <= 0.0:
+                continue
+            self.daily_n[d] += w
+            self.daily[d] += w * max(g, 1.0 / self.daily_n[d]) * (offset - self.daily[d])
+            self.weekly_n[k] += w
+            self.weekly[k] += w * max(g, 1.0 / self.weekly_n[k]) * (offset - self.weekly[k])
+            self.slot_mad_n[d] += w
+            self.slot_mad[d] += w * max(gs, 1.0 / self.slot_mad_n[d]) * (abs(resid) - self.slot_mad[d])
+
+    def _track_shift(self, z: float, v: float, des: float) -> None:
+        """Adopt a new level after ``shift_patience`` same-side points beyond ``shift_z``."""
+        sign = 1 if z > self.shift_z else -1 if z < -self.shift_z else 0
+        if sign == 0 or sign != self.run_sign:
+            self.run_sign = sign
+            self.run_vals = [v] if sign else []
+            self.run_des = [des] if sign else []
+            return
+        self.run_vals.append(v)
+        self.run_des.append(des)
+        if len(self.run_vals) >= self.shift_patience:
+            # Medians of the run: the new regime's level, untouched by the clipped updates.
+            old = self.level_p
+            self.level_p = sorted(self.run_vals)[len(self.run_vals) // 2]
+            self.level_s = sorted(self.run_des)[len(self.run_des) // 2]
+            # The new regime's noise is unknown: widen the scales a little.
+            widen = abs(self.level_p - old) / (4 * _MAD_TO_SD)  # type: ignore[operator]
+            self.mad_p = max(self.mad_p, widen)
+            self.mad_s = max(self.mad_s, widen)
+            self.n_shifts += 1
+            self.run_sign, self.run_vals, self.run_des = 0, [], []
