@@ -1,0 +1,350 @@
+"""The Faust worker: topics, tables, agents, timers and the web server.
+
+Thin wiring around :class:`app.pipeline.Pipeline`. Every input message is
+decoded and validated; bad input goes to the dead-letter topic with the
+original key and bytes and the reason in headers (the Kafka Connect DLQ
+convention), and the agent moves on. Detectors run; findings become alerts
+(:mod:`app.alerter`), published keyed by alert id. Routed events go to
+internal topics, re-keyed for second-stage detectors.
+
+Settings from ``docs/broker.md`` make Faust practical on the embedded Tansu
+broker (short session timeouts, no recovery consistency check); they are
+harmless on a real Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from collections.abc import MutableMapping
+from datetime import datetime, timezone
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from app.alerter import Alerter
+from app.metrics import Metrics, province_label, source_label
+from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
+from app.settings import Settings
+from app.validation import InvalidEvent, Validator
+from models.base import Finding
+
+log = logging.getLogger("pantau.worker")
+
+STREAMS = ("registrations", "results", "feedback")
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for SASL and/or TLS, from settings (None for PLAINTEXT)."""
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def internal_topic_name(settings: Settings, kind: str) -> str:
+    return f"{settings.app_id}-route-{kind.replace('_', '-')}"
+
+
+class Worker:
+    """Builds the Faust app for ``settings`` and holds what its agents share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.detector_errors = Counter(
+            "pantau_detector_errors", "Detector failures on single events (the event is still processed).",
+            ["detector"], registry=self.metrics.registry,
+        )
+        self.validator = Validator(settings.max_event_bytes)
+        self.app = self._make_app()
+        self._declare_topics()
+        self._declare_tables()
+        self.pipeline = Pipeline(settings, self._store)
+        self.alerter = Alerter(self.tables["alerts"], coalesce_seconds=settings.alert_coalesce_seconds)
+        self._declare_agents()
+        self._broker_was_up = False
+        self._web_runner: web.AppRunner | None = None
+
+    # -- construction ---------------------------------------------------
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        return faust.App(
+            s.app_id,
+            broker=s.broker_url if s.broker_url.startswith("kafka://") else f"kafka://{s.broker_url}",
+            broker_credentials=broker_credentials(s),
+            store=s.store,
+            datadir=str(s.data_dir),
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            broker_session_timeout=s.broker_session_timeout,
+            broker_heartbeat_interval=s.broker_heartbeat_interval,
+            broker_rebalance_timeout=s.broker_rebalance_timeout,
+            consumer_auto_offset_reset="earliest",
+            # Tansu reports a wrong end offset after multi-record batches;
+            # the check would refuse to recover (docs/broker.md).
+            recovery_consistency_check=False,
+            web_enabled=False,  # our own server: Faust's /table views would expose table contents
+            producer_max_request_size=4 * s.max_event_bytes + 65536,
+            autodiscover=False,
+        )
+
+    def _topic(self, name: str) -> faust.TopicT:
+        return self.app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+            partitions=self.settings.partitions, replicas=self.settings.replication_factor, internal=True,
+        )
+
+    def _declare_topics(self) -> None:
+        s = self.settings
+        self.topics = {
+            "registrations": self._topic(s.topic_registrations),
+            "results": self._topic(s.topic_results),
+            "feedback": self._topic(s.topic_feedback),
+            "alerts": self._topic(s.topic_alerts),
+            "dead_letters": self._topic(s.topic_dead_letters),
+        }
+        for kind in ROUTE_KINDS:
+            self.topics[kind] = self._topic(internal_topic_name(s, kind))
+
+    def _declare_tables(self) -> None:
+        self.tables: dict[str, MutableMapping[str, Any]] = {}
+        for name in ("alerts",):
+            self.tables[name] = self.app.Table(name, default=None, partitions=self.settings.partitions)
+
+    def _store(self, name: str) -> MutableMapping[str, Any]:
+        if name not in self.tables:
+            self.tables[name] = self.app.Table(name, default=None, partitions=self.settings.partitions)
+        return self.tables[name]
+
+    def _declare_agents(self) -> None:
+        app, topics = self.app, self.topics
+
+        for stream in ("registrations", "results"):
+            app.agent(topics[stream], name=f"pantau.{stream}")(self._make_input_agent(stream))
+        app.agent(topics["feedback"], name="pantau.feedback")(self._feedback_agent)
+        for kind in ROUTE_KINDS:
+            app.agent(topics[kind], name=f"pantau.route.{kind}")(self._make_route_agent(kind))
+        app.timer(interval=5.0)(self._housekeeping)
+        app.timer(interval=1.0)(self._probe_broker)
+        app.task(self._start_web)
+
+    # -- agents -----------------------------------------------------------
+    def _make_input_agent(self, stream: str):
+        async def agent(events: faust.StreamT) -> None:
+            async for event in events.events():
+                await self._handle_input(stream, event.message)
+        agent.__name__ = f"{stream}_agent"
+        return agent
+
+    async def _handle_input(self, stream: str, message: Any) -> None:
+        started = time.perf_counter()
+        try:
+            event = self.validator.decode(stream, message.value)
+        except InvalidEvent as exc:
+            await self._dead_letter(stream, message, exc)
+            return
+        if stream == "registrations" and not self._keyed_by_nik(message.key, event):
+            # Producers must key by NIK so one NIK always meets its index
+            # partition; a mis-keyed event is re-sent with the right key.
+            await self.topics["registrations"].send(key=event["voter"]["nik"].encode(), value=message.value)
+            self.metrics.events.labels(stream, "rekeyed").inc()
+            return
+        if stream == "registrations":
+            findings, routes = self.pipeline.on_registration(event)
+            self.metrics.observe_registration(event, self.settings.polling_day)
+        else:
+            findings, routes = self.pipeline.on_result(event)
+            self.metrics.observe_result(event)
+        findings += self.pipeline.volume_observe(stream, event)
+        for route in routes:
+            await self._send_route(route)
+        await self._publish(findings)
+        m = self.metrics
+        m.events.labels(stream, "processed").inc()
+        m.events_by_region.labels(stream, province_label(event.get("region")), source_label(event.get("source"))).inc()
+        m.last_event.labels(stream).set(time.time())
+        m.processing.labels(stream).observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _keyed_by_nik(key: bytes | None, event: dict[str, Any]) -> bool:
+        return key is not None and key.decode("utf-8", "replace") == event["voter"]["nik"]
+
+    async def _send_route(self, route: Route) -> None:
+        await self.topics[route.kind].send(key=route.key.encode(), value=orjson.dumps(route.event))
+
+    def _make_route_agent(self, kind: str):
+        async def agent(events: faust.StreamT) -> None:
+            async for event in events.events():
+                message = event.message
+                try:
+                    payload = orjson.loads(message.value)
+                except orjson.JSONDecodeError:  # only Pantau writes here; log and move on
+                    log.error("unreadable routed event on %s offset %s", message.topic, message.offset)
+                    continue
+                await self._publish(self.pipeline.on_route(kind, message.key.decode(), payload))
+        agent.__name__ = f"route_{kind}_agent"
+        return agent
+
+    async def _feedback_agent(self, events: faust.StreamT) -> None:
+        async for event in events.events():
+            message = event.message
+            try:
+                feedback = self.validator.decode("feedback", message.value)
+            except InvalidEvent as exc:
+                await self._dead_letter("feedback", message, exc)
+                continue
+            alert = self.tables["alerts"].get(feedback["alert_id"])
+            if alert is None:
+                log.warning("feedback for an alert this worker does not hold: %s", feedback["alert_id"])
+            else:
+                self.pipeline.on_feedback(alert, feedback["verdict"] == "true_positive")
+            self.metrics.events.labels("feedback", "processed").inc()
+
+    # -- output -----------------------------------------------------------
+    async def _publish(self, findings: list[Finding]) -> None:
+        now = time.time()
+        for finding in findings:
+            self.metrics.findings.labels(finding.detector, finding.severity).inc()
+            alert = self.alerter.publish(finding)
+            if alert is None:
+                continue
+            await self.topics["alerts"].send(key=alert["alert_id"].encode(), value=orjson.dumps(alert))
+            self.metrics.alerts.labels(
+                alert["detector"], alert["severity"], province_label(alert.get("region")), alert["status"]
+            ).inc()
+            if finding.occurred_at is not None and alert["status"] != "resolved":
+                self.metrics.event_to_alert.labels(finding.detector).observe(
+                    max(0.0, now - finding.occurred_at.timestamp())
+                )
+
+    async def _dead_letter(self, stream: str, message: Any, exc: InvalidEvent) -> None:
+        value = message.value or b""
+        truncated = len(value) > self.settings.max_event_bytes
+        headers = [
+            ("pantau.reason", exc.reason.encode()),
+            ("pantau.detail", exc.detail.encode()),
+            ("pantau.stream", stream.encode()),
+            ("pantau.source.topic", message.topic.encode()),
+            ("pantau.source.partition", str(message.partition).encode()),
+            ("pantau.source.offset", str(message.offset).encode()),
+            ("pantau.truncated", b"true" if truncated else b"false"),
+        ]
+        await self.topics["dead_letters"].send(
+            key=message.key, value=value[: self.settings.max_event_bytes], headers=headers
+        )
+        self.metrics.dead_letters.labels(stream, exc.reason).inc()
+        self.metrics.events.labels(stream, "dead_letter").inc()
+        log.info("dead letter from %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc.reason)
+
+    # -- timers -------------------------------------------------------------
+    async def _housekeeping(self) -> None:
+        await self._publish(self.pipeline.volume_advance(datetime.now(timezone.utc)))
+        self._update_lag()
+        for name, count in list(DETECTOR_ERRORS.items()):
+            current = self.detector_errors.labels(name)._value.get()
+            if count > current:
+                self.detector_errors.labels(name).inc(count - current)
+        if self.pipeline.volume is not None:
+            for (stream, province), score in self.pipeline.volume.latest_scores().items():
+                self.metrics.volume_score.labels(stream, province).set(score)
+
+    def _update_lag(self) -> None:
+        consumer = self.app.consumer
+        names = {self.topics[s].get_topic_name(): s for s in ("registrations", "results", "feedback")}
+        lag = dict.fromkeys(names.values(), 0)
+        try:
+            for tp in consumer.assignment():
+                stream = names.get(tp.topic)
+                if stream is None:
+                    continue
+                high = consumer.highwater(tp)
+                read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public read offset
+                if high is None:
+                    continue
+                # Tansu's end offsets can be off by up to a batch: never report negative lag.
+                lag[stream] += max(0, high - (read + 1 if read is not None else 0))
+        except Exception:  # noqa: BLE001 - lag is best effort; no consumer yet during start
+            return
+        for stream, value in lag.items():
+            self.metrics.consumer_lag.labels(stream).set(value)
+
+    async def _probe_broker(self) -> None:
+        up = await asyncio.get_running_loop().run_in_executor(None, self._broker_reachable)
+        self.metrics.broker_up.set(1 if up else 0)
+        if self._broker_was_up and not up:
+            self.metrics.broker_disconnects.inc()
+            log.warning("broker unreachable")
+        elif up and not self._broker_was_up:
+            log.info("broker reachable")
+        self._broker_was_up = up
+        self.metrics.ready.set(1 if self.is_ready() else 0)
+
+    def _broker_reachable(self) -> bool:
+        url = self.settings.broker_url.removeprefix("kafka://")
+        for server in url.split(";"):
+            host, _, port = server.partition(":")
+            try:
+                with socket.create_connection((host, int(port or 9092)), timeout=1.0):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def is_ready(self) -> bool:
+        app = self.app
+        try:
+            recovered = app.tables.recovery.completed.is_set()
+            assigned = bool(app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - consumer not started yet
+            return False
+        return bool(self.metrics.broker_up._value.get()) and recovered and assigned and not app.rebalancing
+
+    # -- web ------------------------------------------------------------------
+    async def _start_web(self) -> None:
+        server = web.Application()
+        server.router.add_get("/metrics", self._metrics_view)
+        server.router.add_get("/health", self._health_view)
+        server.router.add_get("/ready", self._ready_view)
+        self._web_runner = web.AppRunner(server, access_log=None)
+        await self._web_runner.setup()
+        site = web.TCPSite(self._web_runner, self.settings.web_host, self.settings.web_port)
+        await site.start()
+        log.info("serving /metrics, /health and /ready on http://%s:%s", self.settings.web_host, self.settings.web_port)
+
+    async def _metrics_view(self, request: web.Request) -> web.Response:
+        self.metrics.ready.set(1 if self.is_ready() else 0)
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_view(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _ready_view(self, request: web.Request) -> web.Response:
+        ready = self.is_ready()
+        return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until SIGINT/SIGTERM (blocks)."""
+    from faust.worker import Worker as FaustWorker
+
+    worker = Worker(settings)
+    FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
