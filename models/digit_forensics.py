@@ -1,0 +1,256 @@
+"""Region-level election-forensic signals: digit tests and the turnout/vote-share fingerprint.
+
+These are statistical signals about a regency's tallies as a whole, never proof
+of anything about one TPS: every finding is ``info`` and its evidence says so.
+
+Tests, each against a null that respects the data rather than a textbook one:
+
+* ``last_digit``: last digits of candidate counts (counts >= 10). Counts are
+  capped near 300 per TPS and vary in size, so a uniform last digit is not
+  guaranteed on clean data; the null redraws every TPS's counts from the
+  region's own pooled vote shares with that TPS's valid total (multinomial,
+  seeded) and the observed chi-square is ranked among the simulated ones.
+* ``second_digit``: the same for second digits, whose expected frequencies are
+  taken from the same simulation (Benford's second-digit law does not hold
+  for counts this small).
+* ``integer_turnout``: share of TPS whose turnout is an exact integer percent
+  (Kobak et al. 2016). Null: voters redrawn Binomial(registered, that TPS's
+  turnout), keeping each TPS's size, so small TPS where integers are likely
+  are accounted for.
+* ``fingerprint``: share of TPS with both turnout and the winner's share above
+  0.9 (Klimek et al. 2012). Null: turnout and winner share drawn independently
+  from normal fits on the logit scale (median/MAD: robust to the corner being
+  tested), expected count = N x P(t > .9) x P(w > .9); Poisson tail.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import MutableMapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from models.base import Finding
+from models.tally_arithmetic import check_tally, registered_total
+
+__all__ = ["DigitForensics", "CAVEAT"]
+
+CAVEAT = ("Statistical signal about the region's tallies as a whole, not proof of manipulation: "
+          "digit and turnout patterns also arise from honest data (small or uniform TPS, "
+          "strongholds, OCR errors). Use it to choose where to look, never as evidence against a TPS.")
+
+
+def _when(event: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(event["submitted_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _digit_hist(counts: np.ndarray, which: str) -> np.ndarray:
+    """Histogram (10 bins) of last or second digits of counts >= 10, along the last axis."""
+    if which == "last":
+        d = counts % 10
+    else:
+        # Second digit from the left: divide by 10**(ndigits - 2).
+        nd = np.floor(np.log10(np.maximum(counts, 1))).astype(int) + 1
+        d = (counts // (10 ** np.maximum(nd - 2, 0))) % 10
+    mask = counts >= 10
+    if counts.ndim == 1:
+        return np.bincount(d[mask], minlength=10).astype(float)
+    # One histogram per simulation row.
+    out = np.zeros((counts.shape[0], 10))
+    for k in range(10):
+        out[:, k] = ((d == k) & mask).sum(axis=1)
+    return out
+
+
+def _chi2(hist: np.ndarray, expected_freq: np.ndarray) -> np.ndarray:
+    n = hist.sum(axis=-1, keepdims=True)
+    exp = np.maximum(n * expected_freq, 1e-9)
+    return ((hist - exp) ** 2 / exp).sum(axis=-1)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
+class DigitForensics:
+    """Regency-level digit and fingerprint tests on tallies, every ``every`` tallies (info only).
+
+    Parameters
+    ----------
+    state
+        ``MutableMapping`` keyed ``<regency>|<contest>``: ``{"rows": [[valid,
+        [votes in candidate order], voters, registered], ...], "candidates":
+        [...], "since": int, "flagged": [test, ...]}``. Assigned back.
+    every
+        Re-evaluate a region after this many new tallies.
+    min_tps
+        Tallies a region needs before any test runs.
+    max_tps
+        Tallies kept per region (the most recent), bounding state.
+    alpha
+        A test is reported when its p-value is below this. Each region runs
+        four tests at every evaluation, so keep it small.
+    n_sim
+        Simulations for the simulated nulls; the smallest simulated p-value
+        is ``1 / (n_sim + 1)``, so ``n_sim`` must exceed ``1 / alpha``.
+    seed
+        Seed of the simulations; combined with the region and its tally count
+        so results are reproducible on replay.
+
+    Examples
+    --------
+    >>> import random
+    >>> def region(regency, rounded, seed=1):
+    ...     rnd = random.Random(seed)
+    ...     for i in range(100):
+    ...         dpt = rnd.randint(200, 290); voters = int(dpt * rnd.uniform(0.7, 0.85))
+    ...         v1 = int(voters * rnd.uniform(0.2, 0.3)); v2 = int(voters * rnd.uniform(0.4, 0.55))
+    ...         if rounded:  # invented figures: round numbers
+    ...             v1, v2 = v1 // 10 * 10, v2 // 10 * 10
+    ...         v3 = voters - 5 - v1 - v2
+    ...         yield {"event_id": f"e{i}", "tps": f"{regency}011005{i:03d}", "contest": "PPWP",
+    ...                "region": {"province": regency[:2], "regency": regency},
+    ...                "registered": {"dpt": dpt}, "voters": voters, "votes": {"01": v1, "02": v2, "03": v3},
+    ...                "valid": voters - 5, "invalid": 5}
+    >>> det = DigitForensics({}, every=50, min_tps=50, n_sim=499, alpha=0.01)
+    >>> [f for ev in region("3173", rounded=False) for f in det.process_one(ev)]
+    []
+    >>> found = [f for ev in region("3174", rounded=True) for f in det.process_one(ev)]
+    >>> sorted({(f.kind, f.severity, f.subject_id) for f in found})
+    [('last_digit', 'info', '3174'), ('second_digit', 'info', '3174')]
+    >>> "not proof" in found[0].evidence["caveat"]
+    True
+    """
+
+    name = "digit_forensics"
+    version = "1"
+    TESTS = ("last_digit", "second_digit", "integer_turnout", "fingerprint")
+
+    def __init__(self, state: MutableMapping[str, Any], every: int = 100, min_tps: int = 100,
+                 max_tps: int = 2000, alpha: float = 0.002, n_sim: int = 999, seed: int = 20240214,
+                 cap: int | None = 300, reserve_rate: float = 0.02):
+        if n_sim + 1 <= 1 / alpha:
+            raise ValueError(f"n_sim={n_sim} cannot reach p < alpha={alpha}; use n_sim >= {math.ceil(1 / alpha)}")
+        self.state = state
+        self.every = every
+        self.min_tps = min_tps
+        self.max_tps = max_tps
+        self.alpha = alpha
+        self.n_sim = n_sim
+        self.seed = seed
+        self.cap = cap
+        self.reserve_rate = reserve_rate
+
+    def process_one(self, event: dict) -> list[Finding]:
+        region = event.get("region") or {}
+        regency = region.get("regency") or event["tps"][:4]
+        contest = event.get("contest", "")
+        reg = registered_total(event.get("registered") or {})
+        if reg <= 0 or int(event.get("valid") or 0) <= 0:
+            return []
+        if {b.rule for b in check_tally(event, self.cap, self.reserve_rate)} & {"sum_valid", "valid_invalid_voters"}:
+            return []  # a misread tally's digits say nothing about the region
+        key = f"{regency}|{contest}"
+        st = self.state.get(key) or {"rows": [], "candidates": [], "since": 0, "flagged": [], "n": 0}
+        cands = list(st["candidates"])
+        for c in sorted(event["votes"]):
+            if c not in cands:
+                cands.append(c)
+        row = [int(event["valid"]), [int(event["votes"].get(c, 0)) for c in cands], int(event["voters"]), reg]
+        rows = [[r[0], r[1] + [0] * (len(cands) - len(r[1])), r[2], r[3]] for r in st["rows"]] + [row]
+        rows = rows[-self.max_tps:]
+        since, n = st["since"] + 1, st["n"] + 1
+        out: list[Finding] = []
+        flagged = list(st["flagged"])
+        if since >= self.every and len(rows) >= self.min_tps:
+            since = 0
+            results = self.evaluate(rows, rng=np.random.default_rng([self.seed, int(regency), n]))
+            now = []
+            for test, res in results.items():
+                if res["p_value"] < self.alpha:
+                    now.append(test)
+                    out.append(self._finding(regency, contest, test, res, event, region, len(rows)))
+                elif test in flagged:
+                    out.append(self._finding(regency, contest, test, res, event, region, len(rows), resolved=True))
+            flagged = now
+        self.state[key] = {"rows": rows, "candidates": cands, "since": since, "flagged": flagged, "n": n}
+        return out
+
+    def evaluate(self, rows: list, rng: np.random.Generator) -> dict[str, dict]:
+        """Run every test on ``rows`` (see ``state``); returns ``{test: {"p_value", ...}}``."""
+        valid = np.array([r[0] for r in rows])
+        votes = np.array([r[1] for r in rows])
+        voters = np.array([r[2] for r in rows])
+        reg = np.array([r[3] for r in rows])
+        out: dict[str, dict] = {}
+
+        pooled = votes.sum(axis=0) / max(votes.sum(), 1)
+        if votes.shape[1] >= 1 and (votes >= 10).sum() >= 50:
+            # (n_sim, T, K) simulated counts, each TPS keeping its valid total.
+            sims = rng.multinomial(valid[None, :], pooled, size=(self.n_sim, len(valid)))
+            sims = sims.reshape(self.n_sim, -1)
+            obs_counts = votes.reshape(-1)
+            for which in ("last", "second"):
+                sim_h = _digit_hist(sims, which)
+                expected = sim_h.sum(axis=0) / sim_h.sum()
+                obs_h = _digit_hist(obs_counts, which)
+                obs_stat = float(_chi2(obs_h, expected))
+                sim_stat = _chi2(sim_h, expected)
+                p = (1 + int((sim_stat >= obs_stat).sum())) / (self.n_sim + 1)
+                out[f"{which}_digit"] = {
+                    "p_value": round(p, 4), "chi2": round(obs_stat, 2),
+                    "observed": [int(x) for x in obs_h], "expected_share": [round(float(x), 4) for x in expected],
+                    "null": "multinomial redraw from the region's pooled shares, each TPS's valid total kept"}
+
+        t = np.clip(voters / reg, 0, 1.5)
+        is_int = (voters * 100) % reg == 0
+        sim_v = rng.binomial(reg[None, :], np.clip(t, 0, 1)[None, :], size=(self.n_sim, len(reg)))
+        sim_int = ((sim_v * 100) % reg[None, :] == 0).sum(axis=1)
+        obs_int = int(is_int.sum())
+        p = (1 + int((sim_int >= obs_int).sum())) / (self.n_sim + 1)
+        out["integer_turnout"] = {"p_value": round(p, 4), "observed": obs_int,
+                                  "expected": round(float(sim_int.mean()), 2), "n_tps": int(len(reg)),
+                                  "null": "voters redrawn Binomial(registered, own turnout)"}
+
+        winner = int(np.argmax(votes.sum(axis=0)))
+        w = votes[:, winner] / np.maximum(valid, 1)
+        both = int(((t > 0.9) & (w > 0.9)).sum())
+        lt, lw = _logit(np.minimum(t, 1.0)), _logit(w)
+
+        def tail(x: np.ndarray) -> float:
+            med = float(np.median(x))
+            sd = max(1.4826 * float(np.median(np.abs(x - med))), 0.1)
+            return float(stats.norm.sf((_logit(np.array([0.9]))[0] - med) / sd))
+
+        expected = len(t) * tail(lt) * tail(lw)
+        p = float(stats.poisson.sf(both - 1, expected)) if both > 0 else 1.0
+        out["fingerprint"] = {"p_value": round(p, 6), "observed": both, "expected": round(expected, 3),
+                              "n_tps": int(len(t)), "winner": winner,
+                              "null": "independent logit-normal turnout and winner share, fitted by median/MAD"}
+        return out
+
+    def _finding(self, regency: str, contest: str, test: str, res: dict, event: dict, region: dict,
+                 n_tps: int, resolved: bool = False) -> Finding:
+        p = res["p_value"]
+        what = {"last_digit": "last digits of candidate counts", "second_digit": "second digits of candidate counts",
+                "integer_turnout": "integer-percent turnouts", "fingerprint": "TPS with turnout and winner share both above 90%"}[test]
+        summary = (f"Regency {regency} {contest}: {what} depart from the data-respecting null over {n_tps} TPS "
+                   f"(p = {p:.2g}); a statistical signal, not proof." if not resolved else
+                   f"Regency {regency} {contest}: {what} are back within the null over {n_tps} TPS (p = {p:.2g}).")
+        return Finding(
+            detector=self.name, key=f"{regency}|{contest}|{test}", severity="info",
+            score=0.0 if resolved else round(min(1.0, -math.log10(max(p, 1e-12)) / 12), 3),
+            subject_kind="region", subject_id=regency, summary=summary,
+            evidence={"test": test, **res, "n_tps": n_tps, "caveat": CAVEAT,
+                      "model": self.name, "version": self.version},
+            event_ids=[event["event_id"]],
+            region={"province": region.get("province") or regency[:2], "regency": regency},
+            occurred_at=_when(event), status="resolved" if resolved else "open", kind=test,
+        )

@@ -1,0 +1,192 @@
+"""TPS whose turnout or vote shares stand far from their peers in the same village / district.
+
+Neighbouring TPS share their population, so their turnout and vote shares are
+close. A TPS far from its peers (robust z-score on median and MAD) is worth a
+look: a lone TPS at 100 % turnout with one candidate at 100 % stands out,
+while a whole village at 95 % is that village's normal and does not.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import MutableMapping
+from datetime import datetime
+from typing import Any
+
+from models.base import Finding
+from models.tally_arithmetic import check_tally, registered_total
+
+__all__ = ["PeerOutlier"]
+
+_MAD_TO_SD = 1.4826  # MAD of a normal distribution times this is its standard deviation
+
+
+def _when(event: dict) -> datetime | None:
+    try:
+        return datetime.fromisoformat(event["submitted_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _robust_z(x: float, values: list[float], min_scale: float) -> tuple[float, float, float]:
+    med = statistics.median(values)
+    mad = statistics.median(abs(v - med) for v in values)
+    scale = max(_MAD_TO_SD * mad, min_scale)
+    return (x - med) / scale, med, scale
+
+
+class PeerOutlier:
+    """Turnout and vote-share outliers against peer TPS, re-judged as peers arrive.
+
+    Parameters
+    ----------
+    state
+        ``MutableMapping``. ``v:<village>`` holds ``{"peers": [[tps, turnout,
+        {candidate: share}, event_id, contest], ...], "flagged": [tps, ...]}``;
+        ``d:<district>`` holds ``{"peers": [...]}``. Values are assigned back.
+    min_peers
+        Peers needed before a TPS is judged at a level.
+    max_peers
+        Peers kept per village and per district (the most recent), bounding state.
+    threshold
+        |robust z| at which a TPS is an outlier (``info``).
+    strong
+        |robust z| at which it is a ``warning``.
+    min_scale
+        Floor on the robust spread (a share of 1): with 200-300 voters per TPS
+        sampling noise alone is about 0.03, so a village of near-identical TPS
+        must not turn a 5-point difference into a huge z.
+
+    Notes
+    -----
+    A TPS is judged against its village when the village has ``min_peers``
+    other TPS, else against its district (when that has ``min_peers``), else
+    not at all. Every new tally re-judges the TPS of its village: a TPS flagged
+    early against the district is resolved once its own village shows the same
+    figures. Turnout is voters / (DPT + DPTb + DPK). Tallies whose arithmetic
+    is broken are left to ``tally_arithmetic`` (their shares are meaningless).
+
+    Examples
+    --------
+    >>> det = PeerOutlier({}, min_peers=4)
+    >>> def tally(n, voters, votes):
+    ...     return {"event_id": f"e{n}", "tps": f"3173011005{n:03d}", "contest": "PPWP",
+    ...             "region": {"province": "31", "district": "317301", "village": "3173011005"},
+    ...             "registered": {"dpt": 250, "dptb": 0, "dpk": 0}, "voters": voters,
+    ...             "votes": votes, "valid": sum(votes.values()), "invalid": voters - sum(votes.values())}
+    >>> out = [det.process_one(tally(i, 190 + i, {"01": 60, "02": 100 + i, "03": 25})) for i in range(1, 7)]
+    >>> sum(len(o) for o in out)
+    0
+    >>> [(f.kind, f.severity) for f in det.process_one(tally(7, 250, {"01": 0, "02": 250, "03": 0}))]
+    [('turnout_share', 'warning')]
+    """
+
+    name = "peer_outlier"
+    version = "1"
+
+    def __init__(self, state: MutableMapping[str, Any], min_peers: int = 5, max_peers: int = 60,
+                 threshold: float = 4.0, strong: float = 6.0, min_scale: float = 0.03,
+                 cap: int | None = 300, reserve_rate: float = 0.02):
+        self.state = state
+        self.min_peers = min_peers
+        self.max_peers = max_peers
+        self.threshold = threshold
+        self.strong = strong
+        self.min_scale = min_scale
+        self.cap = cap
+        self.reserve_rate = reserve_rate
+
+    def _figures(self, event: dict) -> tuple[float, dict[str, float]] | None:
+        reg = registered_total(event.get("registered") or {})
+        valid = int(event.get("valid") or 0)
+        if reg <= 0 or valid <= 0:
+            return None
+        if {b.rule for b in check_tally(event, self.cap, self.reserve_rate)} & {"sum_valid", "valid_invalid_voters"}:
+            return None
+        turnout = int(event["voters"]) / reg
+        shares = {str(c): int(n) / valid for c, n in event["votes"].items()}
+        return turnout, shares
+
+    @staticmethod
+    def _put(peers: list, row: list, max_peers: int) -> list:
+        # A new revision of a TPS replaces its old row.
+        peers = [p for p in peers if not (p[0] == row[0] and p[4] == row[4])] + [row]
+        return peers[-max_peers:]
+
+    def _judge(self, row: list, village: list, district: list) -> dict | None:
+        tps, turnout, shares, _, contest = row
+        level, peers = None, []
+        v_peers = [p for p in village if p[0] != tps and p[4] == contest]
+        d_peers = [p for p in district if p[0] != tps and p[4] == contest]
+        if len(v_peers) >= self.min_peers:
+            level, peers = "village", v_peers
+        elif len(d_peers) >= self.min_peers:
+            level, peers = "district", d_peers
+        if level is None:
+            return None
+        measures = {"turnout": (turnout, [p[1] for p in peers])}
+        for c, s in shares.items():
+            measures[f"share.{c}"] = (s, [p[2].get(c, 0.0) for p in peers])
+        detail, worst = {}, 0.0
+        for m, (x, values) in measures.items():
+            z, med, scale = _robust_z(x, values, self.min_scale)
+            if abs(z) >= self.threshold:
+                detail[m] = {"seen": round(x, 4), "peer_median": round(med, 4), "robust_z": round(z, 2)}
+            worst = max(worst, abs(z))
+        if not detail:
+            return None
+        return {"level": level, "n_peers": len(peers), "outliers": detail, "max_abs_z": round(worst, 2)}
+
+    def process_one(self, event: dict) -> list[Finding]:
+        region = event.get("region") or {}
+        tps = event["tps"]
+        vcode = region.get("village") or tps[:10]
+        dcode = region.get("district") or tps[:6]
+        contest = event.get("contest", "")
+        figs = self._figures(event)
+        if figs is None:
+            return []
+        row = [tps, figs[0], figs[1], event["event_id"], contest]
+        vkey, dkey = f"v:{vcode}", f"d:{dcode}"
+        vstate = self.state.get(vkey) or {"peers": [], "flagged": []}
+        dstate = self.state.get(dkey) or {"peers": []}
+        village = self._put(vstate["peers"], row, self.max_peers)
+        district = self._put(dstate["peers"], row, self.max_peers)
+
+        out: list[Finding] = []
+        flagged = set(vstate["flagged"])
+        now_flagged = []
+        for r in village:
+            verdict = self._judge(r, village, district)
+            rkey = f"{r[0]}|{r[4]}"
+            if verdict is not None:
+                now_flagged.append(rkey)
+                # Re-judging an old TPS reports again only if it is the new tally or newly flagged.
+                if r[0] == tps or rkey not in flagged:
+                    out.append(self._finding(r, verdict, event, region))
+            elif rkey in flagged:
+                out.append(Finding(
+                    detector=self.name, key=rkey, severity="info", score=0.0, subject_kind="tps",
+                    subject_id=r[0], summary=f"TPS {r[0]} {r[4]} is in line with its peers now that more have reported.",
+                    evidence={"model": self.name, "version": self.version},
+                    event_ids=[r[3]], region=dict(region), occurred_at=_when(event), status="resolved",
+                    kind="resolved"))
+        self.state[vkey] = {"peers": village, "flagged": now_flagged}
+        self.state[dkey] = {"peers": district}
+        return out
+
+    def _finding(self, row: list, verdict: dict, event: dict, region: dict) -> Finding:
+        tps, contest = row[0], row[4]
+        z = verdict["max_abs_z"]
+        severity = "warning" if z >= self.strong else "info"
+        outl = verdict["outliers"]
+        kind = ("turnout_share" if "turnout" in outl and len(outl) > 1 else
+                "turnout" if "turnout" in outl else "share")
+        shown = "; ".join(f"{m} {d['seen']:.0%} vs median {d['peer_median']:.0%}" for m, d in outl.items())
+        return Finding(
+            detector=self.name, key=f"{tps}|{contest}", severity=severity,
+            score=round(min(1.0, z / (2 * self.strong)), 3), subject_kind="tps", subject_id=tps,
+            summary=f"TPS {tps} {contest} stands out from {verdict['n_peers']} peer TPS in its {verdict['level']}: {shown}.",
+            evidence={**verdict, "model": self.name, "version": self.version},
+            event_ids=[row[3]], region=dict(region, village=tps[:10]), occurred_at=_when(event), kind=kind,
+        )
