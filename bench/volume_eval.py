@@ -103,10 +103,11 @@ def make_series(seed: int, category: str) -> Series:
             values[s] += rng.choice([-1, 1]) * rng.uniform(10, 25)
     elif category == "flat":
         counts = False
-        values = 20 + 5 * (rhythm - 1) + rng.normal(0, 1, n)
-        # Long flat stretches are normal here (a sensor that holds its value) ...
+        values = 20 + rng.normal(0, 1, n)
+        # Long flat stretches are normal here (a feed that repeats its last good
+        # reading, or a count frozen at its usual level) ...
         for a in range(0, n, 400):
-            values[a:a + 150] = round(float(values[a]), 1)
+            values[a:a + 150] = 20.0
         # ... the anomalies are jumps.
         for s in labels:
             values[s:s + 2] = values[s] + rng.choice([-1, 1]) * rng.uniform(8, 15)
