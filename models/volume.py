@@ -53,7 +53,7 @@ class VolumeModel(AnomalyDetector):
     * a **plain** forecast: the level of the raw values (for series without rhythm).
 
     While the series holds only non-negative integers it is modelled as counts,
-    after Anscombe's variance-stabilising transform :math:`2\sqrt{x + 3/8}`, so that
+    after Anscombe's variance-stabilising transform :math:`2\\sqrt{x + 3/8}`, so that
     a silence at a busy hour and a burst at a quiet hour weigh alike; the first
     non-count value restarts the model on raw values (``n_restarts``).
 
