@@ -380,7 +380,7 @@ class VolumeModel(AnomalyDetector):
         if v is None or self.level_p is None:
             return None
         expected, scale = self._forecast(_epoch(x.get("timestamp")))
-        return (self._tx(max(-_MAX_ABS, min(_MAX_ABS, v))) - expected) / scale
+        return (self._tx(v) - expected) / scale
 
     # -- public API ------------------------------------------------------------
 
@@ -489,7 +489,11 @@ class VolumeModel(AnomalyDetector):
         # long flat stretch an alarm.
         held = v == self.prev_v
         self.prev_v = v
-        if not held:
+        # A likely outlier does not teach the scales either (else a spike or a shift
+        # would inflate them and hide what follows); a lasting change is handled by
+        # _track_shift instead.
+        quiet = not held and not (protect and n > self.grace_period and abs(z) > self.shift_z)
+        if quiet:
             self.mad_p += err_a * (abs(r_p) - self.mad_p)
             self.mad_s += err_a * (abs(r_s) - self.mad_s)
             slow_a = max(self.scale_alpha / 10.0, 1.0 / n)
@@ -503,7 +507,7 @@ class VolumeModel(AnomalyDetector):
         self.level_s = level_s + max(self._per_visit(self.level_alpha), 1.0 / n) * r_s
 
         if t is not None:
-            self._learn_season(t, r_s + (season or 0.0), None if held else r_s)
+            self._learn_season(t, r_s + (season or 0.0), r_s if quiet else None)
 
         self._track_shift(z if protect and n > self.grace_period else 0.0, v, v - (season or 0.0))
 
