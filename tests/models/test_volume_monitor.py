@@ -1,0 +1,172 @@
+"""VolumeMonitor: buckets, silences, lateness, the open -> resolved lifecycle, state round-trip."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from models.base import Finding
+from models.volume_monitor import VolumeMonitor
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+REGION = {"province": "32", "regency": "3273", "district": "327301", "village": "3273010001"}
+PROV = "registrations/province=32/source=all"
+
+
+def feed(mon: VolumeMonitor, minutes: int, per_minute: int = 4, start: int = 0, source: str = "online",
+         region=REGION, stream: str = "registrations") -> list[Finding]:
+    out = []
+    for m in range(start, start + minutes):
+        for k in range(per_minute):
+            out += mon.observe(stream, T0 + timedelta(minutes=m, seconds=k * 60 // per_minute), region, source)
+    return out
+
+
+def test_series_per_level_and_source_without_personal_data():
+    mon = VolumeMonitor()
+    feed(mon, 1, source="Online")
+    feed(mon, 1, source="telegram-bot")  # unknown sources fold into "other"
+    ids = set(mon.state_dict()["series"])
+    assert ids == {
+        "registrations/province=32/source=online", "registrations/province=32/source=all",
+        "registrations/regency=3273/source=online", "registrations/regency=3273/source=all",
+        "registrations/province=32/source=other", "registrations/regency=3273/source=other",
+    }
+    assert not any("3273010001" in i or "327301" in i for i in ids)
+
+
+def test_every_closed_bucket_is_scored_including_empty_ones():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    feed(mon, 60)  # one hour: buckets 0..11, the last one still open
+    state = mon.state_dict()["series"][PROV]
+    assert state["model"]["state"]["n_seen"] == 11
+    mon.advance(T0 + timedelta(hours=3))  # two silent hours
+    state = mon.state_dict()["series"][PROV]
+    assert state["model"]["state"]["n_seen"] == 36
+    assert mon.latest()[("registrations", "32")]["seen"] == 0.0
+
+
+def test_empty_buckets_filled_per_gap_are_capped_and_counted():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0, max_fill_buckets=10)
+    feed(mon, 10)  # ten minutes: buckets 0 closed, bucket 1 still open
+    n_before = mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"]
+    mon.advance(T0 + timedelta(days=2))
+    n_after = mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"]
+    assert n_after - n_before == 10
+    total = 2 * 24 * 12
+    # Every series skipped the same buckets: none silently.
+    per_series = total - n_before - 10
+    assert mon.stats["skipped_buckets"] == per_series * mon.n_series
+
+
+def test_late_events_within_lateness_count_later_ones_do_not():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=120)
+    mon.observe("registrations", T0 + timedelta(minutes=1), REGION, "online")
+    mon.observe("registrations", T0 + timedelta(minutes=6), REGION, "online")  # watermark 4:00
+    # Bucket 0 (00:00-05:00) is still open: a late event is counted.
+    mon.observe("registrations", T0 + timedelta(minutes=2), REGION, "online")
+    mon.observe("registrations", T0 + timedelta(minutes=8), REGION, "online")  # watermark 6:00, closes bucket 0
+    assert mon.latest()[("registrations", "32")]["seen"] == 2.0
+    # Bucket 0 is closed now: this one is only counted as late.
+    mon.observe("registrations", T0 + timedelta(minutes=3), REGION, "online")
+    assert mon.stats["late_events"] == 1
+    counts = mon.state_dict()["series"][PROV]["counts"]
+    assert sum(counts.values()) == 2  # minutes 6 and 8, bucket 1
+
+
+def burst_scenario(mon: VolumeMonitor) -> list[Finding]:
+    """Two days of steady traffic, a 30-minute silence, then normal traffic again."""
+    rng = random.Random(4)
+    out = []
+    day2 = 2 * 24 * 60
+    for m in range(day2 + 120):
+        if day2 <= m < day2 + 30:
+            continue
+        n = rng.choice((9, 10, 10, 11))
+        for k in range(n):
+            out += mon.observe("registrations", T0 + timedelta(minutes=m, seconds=k * 60 // n), REGION, "online")
+    return out
+
+
+def test_silence_opens_one_alert_with_a_stable_key_then_resolves_it():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    findings = [f for f in burst_scenario(mon) if f.subject_id == PROV]
+    assert findings, "the silence was not detected"
+    keys = {f.key for f in findings}
+    assert len(keys) == 1
+    key = keys.pop()
+    assert key.startswith(PROV + "@")
+    statuses = [f.status for f in findings]
+    assert statuses[-1] == "resolved" and statuses.count("resolved") == 1
+    assert all(s == "open" for s in statuses[:-1]) and len(statuses) >= 2
+    first = findings[0]
+    silence_start = T0 + timedelta(days=2)
+    assert first.window[0] == silence_start
+    assert first.evidence["seen"] == 0 and first.evidence["direction"] == "drop"
+    assert first.evidence["expected"] > 30
+    assert first.evidence["since"] == silence_start.isoformat()
+    assert first.evidence["model"] == "VolumeModel"
+    assert first.evidence["warming_up"] is True  # less than a week of data
+    assert first.severity in ("warning", "critical") and 0.6 <= first.score <= 1.0
+    assert first.region == {"province": "32"}
+    assert first.detector == "volume" and first.subject_kind == "series" and first.kind == "drop"
+    assert json.dumps(first.evidence)  # serialisable, and nothing personal in it
+    assert findings[-1].window[0] == silence_start
+
+
+def test_regency_findings_carry_the_regency():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    findings = [f for f in burst_scenario(mon) if f.subject_id == "registrations/regency=3273/source=all"]
+    assert findings and findings[0].region == {"province": "32", "regency": "3273"}
+
+
+def test_steady_traffic_raises_nothing():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    rng = random.Random(9)
+    out = []
+    for m in range(2 * 24 * 60):
+        n = rng.choice((9, 10, 11))
+        for k in range(n):
+            out += mon.observe("registrations", T0 + timedelta(minutes=m, seconds=k * 60 // n), REGION, "online")
+    assert out == []
+    assert 0.0 <= mon.latest_scores()[("registrations", "32")] < 0.6
+
+
+def test_state_round_trip_resumes_without_cold_start():
+    a = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    feed(a, 2 * 24 * 60, per_minute=3)
+    blob = pickle.dumps(a.state_dict())
+    assert json.loads(json.dumps(a.state_dict())) is not None  # plain data only
+    b = VolumeMonitor(bucket_seconds=300, allowed_lateness=0).load_state_dict(pickle.loads(blob))
+    assert b.state_dict() == a.state_dict()
+    # Both continue identically: the restarted one is already warm.
+    fa = feed(a, 60, per_minute=3, start=2 * 24 * 60) + a.advance(T0 + timedelta(days=2, hours=3))
+    fb = feed(b, 60, per_minute=3, start=2 * 24 * 60) + b.advance(T0 + timedelta(days=2, hours=3))
+    assert [(f.key, f.status, f.score) for f in fa] == [(f.key, f.status, f.score) for f in fb]
+    assert any(f.subject_id == PROV for f in fb)  # the silent hours were caught right away
+    assert b.latest_scores() == a.latest_scores()
+
+
+def test_state_with_other_bucket_width_is_refused():
+    a = VolumeMonitor(bucket_seconds=300)
+    feed(a, 10)
+    with pytest.raises(ValueError):
+        VolumeMonitor(bucket_seconds=60).load_state_dict(a.state_dict())
+
+
+def test_series_count_is_bounded_and_overflow_counted():
+    mon = VolumeMonitor(max_series=4)
+    feed(mon, 1, per_minute=1)
+    feed(mon, 1, per_minute=1, region={"province": "33", "regency": "3301"})
+    assert mon.n_series == 4
+    assert mon.stats["series_overflow"] == 4
+
+
+def test_malformed_region_codes_make_no_series():
+    mon = VolumeMonitor()
+    mon.observe("registrations", T0, {"province": "3273010001"}, "online")
+    assert mon.n_series == 0 and mon.stats["bad_region"] == 1
