@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from app.settings import Settings
 from models.base import Finding
+from models.privacy import keyed_hash
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,9 @@ class Pipeline:
         routes: list[Route] = []
         if self.person_block is not None:
             routes += [Route("person_block", k, event) for k in self.person_block.blocking_keys(event)]
-        if self.household is not None:
-            key = self.household.route_key(event)
-            if key is not None:
-                routes.append(Route("household", key, event))
+        nkk = (event["voter"].get("nkk") or "").strip()
+        if self.household is not None and nkk:
+            routes.append(Route("household", keyed_hash(self.settings.secret, "nkk:" + nkk), event))
         return findings, routes
 
     def on_result(self, event: dict[str, Any]) -> tuple[list[Finding], list[Route]]:

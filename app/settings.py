@@ -79,8 +79,10 @@ class Settings:
     ballot_reserve: float = 0.02
     #: PANTAU_VOLUME_BUCKET_SECONDS: width of the volume detector's tumbling windows.
     volume_bucket_seconds: int = 300
-    #: PANTAU_VOLUME_THRESHOLD: volume score above which a bucket is anomalous.
-    volume_threshold: float = 0.9
+    #: PANTAU_VOLUME_THRESHOLD: volume score from which a bucket is anomalous (a warning).
+    volume_threshold: float = 0.6
+    #: PANTAU_VOLUME_CRITICAL_THRESHOLD: volume score from which the alert is critical.
+    volume_critical_threshold: float = 0.75
     #: PANTAU_DUPLICATE_THRESHOLD: match probability above which two records are one person.
     duplicate_threshold: float = 0.5
     #: PANTAU_ALERT_COALESCE_SECONDS: a finding repeating within this time updates its open alert.
