@@ -49,9 +49,14 @@ class Clock:
         self.dates = [start.date() + dt.timedelta(days=i) for i in range(days + 1)]
         self._hour_cum = {k: list(itertools.accumulate(h)) for k, (h, _) in PROFILES.items()}
 
-    def _day_weights(self, profile: str, first: int) -> list[float]:
-        days = PROFILES[profile][1]
-        return [days[d.weekday()] for d in self.dates[first:]]
+        self._day_cum: dict[tuple[str, int], list[float]] = {}
+
+    def _day_cum_weights(self, profile: str, first: int) -> list[float]:
+        key = (profile, first)
+        if key not in self._day_cum:
+            days = PROFILES[profile][1]
+            self._day_cum[key] = list(itertools.accumulate(days[d.weekday()] for d in self.dates[first:]))
+        return self._day_cum[key]
 
     def sample(self, province: str, profile: str = "office", *, after: dt.datetime | None = None,
                avoid: Avoid | None = None, day: dt.date | None = None) -> dt.datetime:
@@ -67,11 +72,11 @@ class Clock:
         if after is not None:
             first = max(0, (after.astimezone(tz).date() - self.dates[0]).days)
         if day is not None:
-            candidates, weights = [day], [1.0]
+            candidates, cum_days = [day], [1.0]
+        elif first < len(self.dates):
+            candidates, cum_days = self.dates[first:], self._day_cum_weights(profile, first)
         else:
-            candidates = self.dates[first:] or [self.dates[-1]]
-            weights = self._day_weights(profile, first) or [1.0]
-        cum_days = list(itertools.accumulate(weights))
+            candidates, cum_days = [self.dates[-1]], [1.0]
         cum_hours = self._hour_cum[profile]
         for _ in range(200):
             d = rng.choices(candidates, cum_weights=cum_days)[0]

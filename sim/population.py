@@ -52,14 +52,12 @@ class Person:
     birth_date_shown: str | None = ""  # filled in __post_init__ unless hidden
     tps: str | None = None
     tags: set[str] = field(default_factory=set)
+    age: int = field(init=False)  # on polling day; birth never changes after creation
 
     def __post_init__(self) -> None:
         if self.birth_date_shown == "":
             self.birth_date_shown = self.birth.isoformat()
-
-    @property
-    def age(self) -> int:
-        return age_on(self.birth)
+        self.age = age_on(self.birth)
 
     @property
     def eligible(self) -> bool:
@@ -182,7 +180,7 @@ class PopulationBuilder:
         """One household in `village`; kind picked from realistic shares when None."""
         rng = self.rng
         kind = kind or rng.choices(("family", "elder", "young", "single", "extended"),
-                                   weights=(0.77, 0.08, 0.08, 0.06, 0.01))[0]
+                                   cum_weights=(0.77, 0.85, 0.93, 0.99, 1.0))[0]
         moved = rng.random() < self.moved_share
         issue = None
         if moved:  # NIK issued elsewhere: mostly another regency of the same province
@@ -212,7 +210,7 @@ class PopulationBuilder:
             head = add("L", head_age, "S")
             wife_age = max(17, head_age - rng.randint(0, 8))
             add("P", wife_age, "S")
-            n_kids = rng.choices(range(6), weights=(0.12, 0.25, 0.3, 0.2, 0.08, 0.05))[0]
+            n_kids = rng.choices(range(6), cum_weights=(0.12, 0.37, 0.67, 0.87, 0.95, 1.0))[0]
             if kind == "young":
                 n_kids = min(n_kids, 2)
             if kind == "extended":

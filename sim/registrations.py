@@ -60,6 +60,7 @@ class RegistrationBuilder:
         self.issuer = issuer
         self.households = households
         self.tps_by_village = tps_by_village
+        self.n_voters = sum(len(h.voters) for h in households)
         self.villages = [v for v in {h.village.code: h.village for h in households}.values()]
         self.book = book
         self.rate = anomaly_rate
@@ -133,8 +134,7 @@ class RegistrationBuilder:
         return d
 
     def _n(self, share: float, minimum: int = 3) -> int:
-        voters = sum(len(h.voters) for h in self.households)
-        return max(minimum, round(voters * self.rate * share))
+        return max(minimum, round(self.n_voters * self.rate * share))
 
     def _fresh(self, village: Village, age: int | None = None, sex: str | None = None,
                marital: str | None = None, **kw) -> Person:
@@ -279,7 +279,7 @@ class RegistrationBuilder:
         start = self.clock.local(v.province, d, rng.choice((10, 13, 21)), rng.choice((0, 15, 30)))
         end = start + dt.timedelta(minutes=15)
         regency_villages = [w for w in self.villages if w.regency == v.regency]
-        n = max(60, sum(len(h.voters) for h in self.households) // 150)
+        n = max(60, self.n_voters // 150)
         recs = []
         op = f"KPU-{v.regency}-ADM{rng.randint(1, 9)}"
         for i in range(n):
@@ -301,7 +301,7 @@ class RegistrationBuilder:
         window_days = days[i:i + 3]
         for d in window_days:
             self._busy_days.add((reg, d))
-        n = max(40, sum(len(h.voters) for h in self.households) // 400)
+        n = max(40, self.n_voters // 400)
         recs = []
         for _ in range(n):
             w = rng.choice(vs)
@@ -323,7 +323,7 @@ class RegistrationBuilder:
     def _household_burst(self) -> None:
         """An NKK with 25+ members added within an hour or two by one operator."""
         rng = self.rng
-        bursts = max(1, sum(len(h.voters) for h in self.households) // 15000)
+        bursts = max(1, self.n_voters // 15000)
         for _ in range(bursts):
             v = rng.choice(self.villages)
             d = self._weekday(v.regency)

@@ -162,7 +162,9 @@ class Simulator:
 
         ids = self._rng("ids")
         for recs in (regs, res):
-            recs.sort(key=lambda r: r.at)  # stable: equal instants keep construction order
+            # Stable: equal instants keep construction order. A float key avoids slow
+            # aware-datetime comparisons across time zones.
+            recs.sort(key=lambda r: r.at.timestamp())
             for r in recs:
                 r.value["event_id"] = str(uuid.UUID(int=ids.getrandbits(128), version=4))
         self._labels = book.resolve()
