@@ -100,6 +100,10 @@ class DigitForensics:
     n_sim
         Simulations for the simulated nulls; the smallest simulated p-value
         is ``1 / (n_sim + 1)``, so ``n_sim`` must exceed ``1 / alpha``.
+    min_corner
+        TPS needed in the high-turnout/high-share corner before the
+        fingerprint is reported: one or two stuffed TPS are
+        ``peer_outlier``'s business, a region-level fingerprint needs a cluster.
     seed
         Seed of the simulations; combined with the region and its tally count
         so results are reproducible on replay.
@@ -134,7 +138,8 @@ class DigitForensics:
     TESTS = ("last_digit", "second_digit", "integer_turnout", "fingerprint")
 
     def __init__(self, state: MutableMapping[str, Any], every: int = 100, min_tps: int = 100,
-                 max_tps: int = 2000, alpha: float = 0.002, n_sim: int = 999, seed: int = 20240214,
+                 max_tps: int = 2000, alpha: float = 0.002, n_sim: int = 999, min_corner: int = 5,
+                 seed: int = 20240214,
                  cap: int | None = 300, reserve_rate: float = 0.02):
         if n_sim + 1 <= 1 / alpha:
             raise ValueError(f"n_sim={n_sim} cannot reach p < alpha={alpha}; use n_sim >= {math.ceil(1 / alpha)}")
@@ -144,6 +149,7 @@ class DigitForensics:
         self.max_tps = max_tps
         self.alpha = alpha
         self.n_sim = n_sim
+        self.min_corner = min_corner
         self.seed = seed
         self.cap = cap
         self.reserve_rate = reserve_rate
@@ -230,7 +236,7 @@ class DigitForensics:
             return float(stats.norm.sf((_logit(np.array([0.9]))[0] - med) / sd))
 
         expected = len(t) * tail(lt) * tail(lw)
-        p = float(stats.poisson.sf(both - 1, expected)) if both > 0 else 1.0
+        p = float(stats.poisson.sf(both - 1, expected)) if both >= self.min_corner else 1.0
         out["fingerprint"] = {"p_value": round(p, 6), "observed": both, "expected": round(expected, 3),
                               "n_tps": int(len(t)), "winner": winner,
                               "null": "independent logit-normal turnout and winner share, fitted by median/MAD"}

@@ -79,11 +79,14 @@ def check_tally(event: dict, cap: int | None = 300, reserve_rate: float = 0.02) 
         out.append(Broken("voters_registered", f"<= {limit}", voters,
                           f"{voters} voters but only {limit} possible (DPT+DPTb+DPK plus {reserve_rate:.0%} reserve)"))
     if cap is not None:
-        over = {c: n for c, n in votes.items() if n > cap}
+        # The cap bounds DPT; moved-in (DPTb) and special (DPK) voters come on top of it.
+        extra = int(registered.get("dptb") or 0) + int(registered.get("dpk") or 0)
+        over = {c: n for c, n in votes.items() if n > cap + extra}
         if over:
-            out.append(Broken("candidate_cap", f"<= {cap}", over,
+            out.append(Broken("candidate_cap", f"<= {cap + extra}", over,
                               "candidate " + ", ".join(f"{c} has {n}" for c, n in sorted(over.items()))
-                              + f" votes, above the TPS cap of {cap}"))
+                              + f" votes, above the TPS cap of {cap}"
+                              + (f" plus {extra} DPTb/DPK voters" if extra else "")))
     if dpt == 0 and (total > 0 or voters > 0 or valid > 0):
         out.append(Broken("dpt_zero", "no votes when DPT is 0", {"voters": voters, "votes": total},
                           f"DPT is 0 but the tally has {voters} voters and {total} candidate votes"))
@@ -107,8 +110,10 @@ class TallyArithmetic:
     Parameters
     ----------
     cap
-        Most voters a TPS may have, hence most votes one candidate can get
-        (300 in 2024; ``None`` switches the rule off).
+        Most DPT voters a TPS may have (300 in 2024; ``None`` switches the
+        rule off). A candidate may get at most ``cap`` + DPTb + DPK votes:
+        moved-in and special voters come on top of the DPT cap, so a
+        candidate at 301 in a TPS of 298 DPT + 3 DPTb is legitimate.
     reserve_rate
         Reserve ballots as a share of DPT (2 % in 2024, rounded up per TPS).
         Voters above DPT are normal when moved-in (DPTb) and special (DPK)
