@@ -164,6 +164,10 @@ def test_alert_panels_link_to_the_alerts_ui():
             links = panel["fieldConfig"]["defaults"].get("links", [])
             assert links and all(link["url"].startswith("http") for link in links), \
                 f"{dash['uid']} / {panel['title']}: alert panel without a data link"
+            # Tables expose columns (__data.fields), other panels series labels (__field.labels).
+            ref = "${__data.fields." if panel["type"] == "table" else "${__field.labels."
+            for link in links:
+                assert ref in link["url"], f"{dash['uid']} / {panel['title']}: data link should use {ref}...}}"
 
 
 def test_every_expression_parses_with_promtool(tmp_path):
