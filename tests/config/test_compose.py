@@ -92,3 +92,24 @@ def test_published_ports_on_loopback_only():
     for name, service in compose()["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port} is published on every interface"
+
+
+def _dockerfile_env() -> dict[str, str]:
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    env = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            env.update(pair.split("=", 1) for pair in line[4:].split())
+    return env
+
+
+def test_worker_environment_is_accepted_by_the_settings():
+    """Every PANTAU_* the image and compose set is a real setting with a valid value."""
+    from app.settings import Settings
+
+    env = {k: v for k, v in _dockerfile_env().items() if k.startswith("PANTAU_")}
+    env.update({k: str(v) for k, v in compose()["services"]["worker"]["environment"].items()})
+    assert env["PANTAU_HMAC_SECRET"].startswith("${")  # interpolated by compose from outside
+    env["PANTAU_HMAC_SECRET"] = "0123456789abcdef0123456789abcdef"
+    settings = Settings.from_env(env)  # unknown names and bad values raise SettingsError
+    assert settings.web_host == "0.0.0.0" and str(settings.data_dir).startswith("/var/lib/pantau")
