@@ -92,11 +92,12 @@ def birth_for_age(rng: random.Random, age: int, heaping: bool = True) -> dt.date
     """A birth date giving `age` on polling day, with default-date heaping for the old."""
     b = POLLING_DAY - dt.timedelta(days=int(age * 365.25) + rng.randrange(365))
     if heaping:
-        p = 0.22 if b.year < 1960 else 0.07 if b.year < 1980 else 0.015
+        p = 0.25 if b.year < 1960 else 0.10 if b.year < 1980 else 0.03 if b.year < 1995 else 0.01
         if rng.random() < p:
             m, d = rng.choice(DEFAULT_DATES)
             cand = dt.date(b.year, m, d)
-            if age_on(cand) == age_on(b):
+            # A default date may shift the age by a year, but never across 16/17 or 110/111.
+            if (age_on(cand) >= 17) == (age >= 17) and age_on(cand) <= 110:
                 b = cand
     return b
 
@@ -180,7 +181,7 @@ class PopulationBuilder:
         """One household in `village`; kind picked from realistic shares when None."""
         rng = self.rng
         kind = kind or rng.choices(("family", "elder", "young", "single", "extended"),
-                                   cum_weights=(0.77, 0.85, 0.93, 0.99, 1.0))[0]
+                                   cum_weights=(0.80, 0.86, 0.94, 0.99, 1.0))[0]
         moved = rng.random() < self.moved_share
         issue = None
         if moved:  # NIK issued elsewhere: mostly another regency of the same province
@@ -206,11 +207,11 @@ class PopulationBuilder:
             add(rng.choice("LP"), adult_age(rng, 20, 40), "B")
         else:
             lo, hi = (20, 31) if kind == "young" else (25, 76)
-            head_age = rng.randrange(lo, hi)
+            head_age = int(rng.triangular(lo, hi, lo + 12))
             head = add("L", head_age, "S")
             wife_age = max(17, head_age - rng.randint(0, 8))
             add("P", wife_age, "S")
-            n_kids = rng.choices(range(6), cum_weights=(0.12, 0.37, 0.67, 0.87, 0.95, 1.0))[0]
+            n_kids = rng.choices(range(6), cum_weights=(0.04, 0.13, 0.38, 0.66, 0.85, 1.0))[0]
             if kind == "young":
                 n_kids = min(n_kids, 2)
             if kind == "extended":
@@ -231,8 +232,8 @@ class PopulationBuilder:
         twin_done = False
         for i in range(n):
             age = mother_age - rng.randint(19, 42)
-            if age < 0:
-                continue
+            if age < 0 or (age > 27 and rng.random() < 0.6):
+                continue  # not born yet, or grown up with a family card of their own
             sex = rng.choice("LP")
             marital = "B"
             if age >= 20 and rng.random() < 0.35:

@@ -458,6 +458,9 @@ class RegistrationBuilder:
             if earlier:
                 self.book.add("nik_conflict", "placeholder", [rec] + earlier[::-1], stream=STREAM,
                               region=_short_region(w))
+            else:  # its first use is no conflict yet, but the number is a placeholder
+                self.book.add("nik_integrity", "placeholder", [rec], stream=STREAM,
+                              region=_short_region(w))
             earlier.append(rec)
 
     def _nik_integrity(self) -> None:
@@ -532,10 +535,10 @@ class RegistrationBuilder:
             voter = rec.value["voter"]
             problems = nik_problems(voter["nik"], voter.get("birth_date") or None, voter.get("sex") or None)
             if problems and not self.book.has(rec, "nik_integrity"):
-                self.book.add("nik_integrity", problems[0], [rec], stream=STREAM,
+                self.book.add("nik_integrity", f"also_{problems[0]}", [rec], stream=STREAM,
                               region=_short_region_of(rec))
             if ineligible(voter) and not self.book.has(rec, "eligibility"):
-                self.book.add("eligibility", "under_age" if _age(voter) < 17 else "implausible_age",
+                self.book.add("eligibility", "also_under_age" if _age(voter) < 17 else "also_implausible_age",
                               [rec], stream=STREAM, region=_short_region_of(rec))
 
 

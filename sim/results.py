@@ -303,12 +303,12 @@ class ResultBuilder:
             v = rec.value
             problems = tally_problems(v)
             if problems and not self.book.has(rec, "tally_arithmetic"):
-                self._label("tally_arithmetic", problems[0], [rec])
+                self._label("tally_arithmetic", f"also_{problems[0]}", [rec])
             reg = v["registered"]
             registered = reg["dpt"] + (reg.get("dptb") or 0) + (reg.get("dpk") or 0)
             if (v["voters"] > registered or any(c > v["valid"] for c in v["votes"].values())) \
                     and not self.book.has(rec, "peer_outlier"):
-                self._label("peer_outlier", "implausible_turnout", [rec])
+                self._label("peer_outlier", "also_implausible_turnout", [rec])
 
 
 def _single_digit_delta(delta: int) -> bool:

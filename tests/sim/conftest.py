@@ -45,5 +45,4 @@ def out(default_sim: Simulator) -> Output:
     return collect(default_sim)
 
 
-def parse_date(s: str) -> dt.date:
-    return dt.date.fromisoformat(s)
+
