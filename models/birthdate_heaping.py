@@ -37,6 +37,9 @@ class BirthdateHeaping:
 
     Parameters
     ----------
+    secret
+        Not used for keys (regions are not personal data); taken so that every
+        registration detector is built the same way, ``(secret, state, ...)``.
     state
         ``MutableMapping``: ``national`` -> ``{"n", "k"}`` (records, of which
         default dates); ``r:<regency>`` -> ``{"n", "k"}`` (its baseline: the
@@ -71,7 +74,7 @@ class BirthdateHeaping:
     --------
     >>> import random
     >>> rnd = random.Random(3)
-    >>> det = BirthdateHeaping({}, window=200, min_national=1000)
+    >>> det = BirthdateHeaping(b"k", {}, window=200, min_national=1000)
     >>> def reg(i, regency, heaped):
     ...     d = "1980-12-31" if rnd.random() < heaped else f"1980-{rnd.randint(2, 11):02d}-{rnd.randint(2, 28):02d}"
     ...     return {"event_id": f"e{i}", "occurred_at": "2023-05-01T10:00:00+07:00", "action": "add",
@@ -88,8 +91,9 @@ class BirthdateHeaping:
     name = "birthdate_heaping"
     version = "1"
 
-    def __init__(self, state: MutableMapping[str, Any], window: int = 500, prior_strength: float = 2000.0,
+    def __init__(self, secret: bytes, state: MutableMapping[str, Any], window: int = 500, prior_strength: float = 2000.0,
                  alpha: float = 1e-4, min_ratio: float = 1.5, min_national: int = 5000):
+        self.secret = secret
         self.state = state
         self.window = window
         self.prior_strength = prior_strength
