@@ -1,0 +1,110 @@
+"""Region-level digit and fingerprint tests: info only, with data-respecting nulls."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from models.digit_forensics import CAVEAT, DigitForensics
+
+
+def region(regency, n, rnd, mode="clean", big=False):
+    """Tallies of one regency. ``clean`` is capped at 300 voters like 2024's TPS."""
+    for i in range(n):
+        dpt = rnd.randint(150, 300) if not big else rnd.randint(2000, 3000)
+        t = rnd.uniform(0.65, 0.85)
+        voters = int(dpt * t)
+        a, b = rnd.uniform(0.2, 0.3), rnd.uniform(0.45, 0.55)
+        invalid = rnd.randint(0, 6)
+        valid = voters - invalid
+        v1, v2 = int(valid * a), int(valid * b)
+        if mode == "rounded":
+            v1, v2 = v1 // 10 * 10, v2 // 10 * 10
+        if mode == "stuffed" and i % 10 == 0:
+            voters, invalid = dpt, 0
+            valid, v1, v2 = dpt, 2, dpt - 4
+        v3 = valid - v1 - v2
+        if mode == "rounded":
+            invalid += v3 % 10
+            v3 -= v3 % 10
+            valid = v1 + v2 + v3
+        yield {"event_id": f"e-{regency}-{i}", "submitted_at": "2024-02-14T19:00:00+07:00",
+               "tps": f"{regency}01100{i:04d}"[:13], "contest": "PPWP",
+               "region": {"province": regency[:2], "regency": regency},
+               "registered": {"dpt": dpt, "dptb": 0, "dpk": 0}, "voters": valid + invalid,
+               "votes": {"01": v1, "02": v2, "03": v3}, "valid": valid, "invalid": invalid}
+
+
+def run(det, events):
+    return [f for ev in events for f in det.process_one(ev)]
+
+
+def test_clean_capped_tallies_raise_nothing():
+    # Counts capped near 300 are not uniform in their last digit by nature; the simulated null knows.
+    det = DigitForensics({}, every=100, min_tps=100, n_sim=999)
+    found = run(det, region("3173", 300, random.Random(1)))
+    assert found == []
+
+
+def test_invented_round_numbers_raise_info_with_caveat():
+    det = DigitForensics({}, every=100, min_tps=100, n_sim=999)
+    found = run(det, region("3174", 200, random.Random(2), mode="rounded"))
+    kinds = {f.kind for f in found if f.status == "open"}
+    assert "last_digit" in kinds
+    assert all(f.severity == "info" for f in found)
+    f = found[0]
+    assert f.subject_kind == "region" and f.subject_id == "3174"
+    assert f.evidence["caveat"] == CAVEAT and "not proof" in CAVEAT
+    assert "not proof" in f.summary
+
+
+def test_stuffed_corner_raises_the_fingerprint():
+    det = DigitForensics({}, every=100, min_tps=100, n_sim=999)
+    found = run(det, region("3175", 200, random.Random(3), mode="stuffed"))
+    assert "fingerprint" in {f.kind for f in found}
+    assert all(f.severity == "info" for f in found)
+
+
+def test_results_are_reproducible_with_the_seed():
+    evs = list(region("3174", 200, random.Random(4), mode="rounded"))
+    a = [(f.kind, f.evidence["p_value"]) for f in run(DigitForensics({}, n_sim=999), evs)]
+    b = [(f.kind, f.evidence["p_value"]) for f in run(DigitForensics({}, n_sim=999), evs)]
+    assert a == b and a
+
+
+def test_evaluated_every_n_tallies_and_state_bounded():
+    state = {}
+    det = DigitForensics(state, every=50, min_tps=50, max_tps=120, n_sim=999)
+    calls = []
+    orig = det.evaluate
+    det.evaluate = lambda rows, rng: calls.append(len(rows)) or orig(rows, rng)
+    run(det, region("3173", 200, random.Random(5)))
+    assert calls == [50, 100, 120, 120]
+    assert len(state["3173|PPWP"]["rows"]) == 120
+
+
+def test_alpha_unreachable_by_simulation_is_refused():
+    with pytest.raises(ValueError, match="n_sim"):
+        DigitForensics({}, alpha=0.001, n_sim=500)
+
+
+def test_second_digit_expectation_comes_from_the_simulation():
+    det = DigitForensics({}, n_sim=999)
+    rows = [[e["valid"], list(e["votes"].values()), e["voters"], e["registered"]["dpt"]]
+            for e in region("3173", 300, random.Random(6))]
+    res = det.evaluate(rows, np.random.default_rng(1))
+    assert set(res) == {"last_digit", "second_digit", "integer_turnout", "fingerprint"}
+    second = np.array(res["second_digit"]["expected_share"])
+    # Second digits of counts this small are far from uniform (and not Benford either).
+    assert abs(second - 0.1).max() > 0.005
+    assert res["last_digit"]["p_value"] > 0.002
+
+
+def test_broken_tallies_are_skipped():
+    state = {}
+    det = DigitForensics(state)
+    ev = next(region("3173", 1, random.Random(7)))
+    ev["valid"] += 50
+    assert det.process_one(ev) == [] and state == {}

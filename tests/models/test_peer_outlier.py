@@ -1,0 +1,140 @@
+"""Turnout and vote-share outliers against peer TPS, re-judged as peers come in."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections import UserDict
+
+from models.peer_outlier import PeerOutlier
+
+
+class AssignOnlyTable(UserDict):
+    def __getitem__(self, key):
+        return copy.deepcopy(self.data[key])
+
+    def __setitem__(self, key, value):
+        json.dumps(value)
+        self.data[key] = copy.deepcopy(value)
+
+
+def tally(village, no, turnout, shares, dpt=250, invalid=3, event_id=None):
+    voters = round(dpt * turnout)
+    valid = voters - invalid
+    votes = [int(valid * s) for s in shares[:-1]]
+    votes.append(valid - sum(votes))
+    tps = f"{village}{no:03d}"
+    return {"event_id": event_id or f"ev-{tps}", "submitted_at": "2024-02-14T19:00:00+07:00", "tps": tps,
+            "region": {"province": village[:2], "regency": village[:4], "district": village[:6], "village": village},
+            "contest": "PPWP", "revision": 0, "registered": {"dpt": dpt, "dptb": 0, "dpk": 0},
+            "voters": voters, "votes": {f"0{i + 1}": v for i, v in enumerate(votes)}, "valid": valid,
+            "invalid": invalid}
+
+
+def village_of(rnd, village, n, turnout, shares, start=1):
+    out = []
+    for i in range(n):
+        t = min(1.0, rnd.gauss(turnout, 0.02))
+        s = [max(0.01, rnd.gauss(x, 0.02)) for x in shares]
+        s = [x / sum(s) for x in s]
+        out.append(tally(village, start + i, t, s, dpt=rnd.randint(200, 290)))
+    return out
+
+
+def open_ids(det, events):
+    status = {}
+    for ev in events:
+        for f in det.process_one(ev):
+            status[f.subject_id] = f
+    return {k: f for k, f in status.items() if f.status == "open"}
+
+
+def test_lone_tps_at_full_turnout_with_one_candidate_is_flagged():
+    rnd = random.Random(1)
+    det = PeerOutlier(AssignOnlyTable())
+    events = village_of(rnd, "3173011005", 10, 0.78, [0.3, 0.5, 0.2])
+    events.append(tally("3173011005", 11, 1.0, [0.0, 1.0, 0.0], invalid=0))
+    flagged = open_ids(det, events)
+    assert set(flagged) == {"3173011005011"}
+    f = flagged["3173011005011"]
+    assert f.severity == "warning" and f.kind in ("share", "turnout_share")
+    assert f.evidence["level"] == "village" and f.evidence["outliers"]["share.02"]["seen"] == 1.0
+
+
+def test_full_turnout_alone_is_judged_against_the_spread_floor():
+    # 100 % against a village median of 70 % is 6 spread-floors (0.05) away: flagged.
+    rnd = random.Random(6)
+    events = village_of(rnd, "3173011005", 10, 0.70, [0.3, 0.5, 0.2])
+    events.append(tally("3173011005", 11, 1.0, [0.3, 0.5, 0.2], invalid=0))
+    flagged = open_ids(PeerOutlier({}), events)
+    assert set(flagged) == {"3173011005011"} and flagged["3173011005011"].kind == "turnout"
+
+
+def test_whole_village_at_95_percent_is_not_flagged_even_in_a_75_percent_district():
+    rnd = random.Random(2)
+    det = PeerOutlier(AssignOnlyTable())
+    district = []
+    for v in range(1, 5):
+        district += village_of(rnd, f"31730110{v:02d}", 8, 0.75, [0.3, 0.5, 0.2])
+    high = village_of(rnd, "3173011009", 10, 0.95, [0.3, 0.5, 0.2])
+    events = district + high
+    assert open_ids(det, events) == {}
+
+
+def test_early_district_judgement_is_resolved_when_the_village_fills_in():
+    rnd = random.Random(3)
+    det = PeerOutlier(AssignOnlyTable())
+    district = []
+    for v in range(1, 4):
+        district += village_of(rnd, f"31730110{v:02d}", 8, 0.70, [0.3, 0.5, 0.2])
+    for ev in district:
+        assert det.process_one(ev) == []
+    # The first TPS of a village where one candidate is far stronger: judged against the district ...
+    stronghold = village_of(rnd, "3173011009", 9, 0.72, [0.05, 0.9, 0.05])
+    first = det.process_one(stronghold[0])
+    assert first and first[0].evidence["level"] == "district" and first[0].status == "open"
+    # ... and resolved once its village shows the same figures.
+    later = [f for ev in stronghold[1:] for f in det.process_one(ev)]
+    resolved = [f for f in later if f.status == "resolved"]
+    assert stronghold[0]["tps"] in {f.subject_id for f in resolved}
+    assert open_ids(PeerOutlier({}), district + stronghold) == {}
+
+
+def test_no_judgement_before_minimum_peers():
+    det = PeerOutlier({}, min_peers=5)
+    events = [tally("3173011005", i, 0.78, [0.3, 0.5, 0.2]) for i in range(1, 4)]
+    events.append(tally("3173011005", 4, 1.0, [0.0, 1.0, 0.0], invalid=0))
+    assert [f for ev in events for f in det.process_one(ev)] == []
+
+
+def test_block_of_tps_voting_alike_within_a_big_village_is_not_flagged():
+    # A 60-TPS urban village where TPS 31-45 (one neighbourhood) vote very differently.
+    rnd = random.Random(4)
+    events = village_of(rnd, "3173011002", 30, 0.78, [0.35, 0.5, 0.15])
+    events += village_of(rnd, "3173011002", 15, 0.78, [0.05, 0.4, 0.55], start=31)
+    events += village_of(rnd, "3173011002", 15, 0.78, [0.35, 0.5, 0.15], start=46)
+    assert open_ids(PeerOutlier({}), events) == {}
+
+
+def test_inconsistent_tallies_are_left_to_arithmetic_and_state_is_bounded():
+    table = AssignOnlyTable()
+    det = PeerOutlier(table, max_peers=20)
+    rnd = random.Random(5)
+    events = village_of(rnd, "3173011005", 40, 0.78, [0.3, 0.5, 0.2])
+    bad = tally("3173011005", 99, 0.78, [0.3, 0.5, 0.2])
+    bad["valid"] += 100
+    events.append(bad)
+    for ev in events:
+        det.process_one(ev)
+    assert len(table["v:3173011005"]["peers"]) == 20
+    assert all(p[0] != bad["tps"] for p in table["v:3173011005"]["peers"])
+
+
+def test_new_revision_replaces_the_old_row():
+    table = AssignOnlyTable()
+    det = PeerOutlier(table)
+    ev = tally("3173011005", 1, 0.78, [0.3, 0.5, 0.2])
+    det.process_one(ev)
+    det.process_one(dict(ev, event_id="ev-r1", revision=1))
+    assert len(table["v:3173011005"]["peers"]) == 1
