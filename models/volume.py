@@ -177,6 +177,7 @@ class VolumeModel(AnomalyDetector):
         "n_seen", "n_ignored", "n_shifts", "n_restarts", "first_t", "last_t", "gaps", "interval",
         "level_s", "level_p", "daily", "daily_n", "weekly", "weekly_n", "mad_s",
         "mad_p", "slow_s", "slow_p", "slot_mad", "slot_mad_n", "err_s", "err_p", "is_count", "ewz", "prev_v",
+        "zero_p", "zero_n", "zero_mass", "zero_run",
         "run_sign", "run_vals", "run_des",
     )
 
@@ -238,6 +239,10 @@ class VolumeModel(AnomalyDetector):
         self.slow_p = 0.0
         self.prev_v: float | None = None
         self.ewz = 0.0  # exponentially weighted recent z: evidence that piles up
+        self.zero_p = [0.0] * 24  # share of empty buckets per hour slot (counts only)
+        self.zero_n = [0.0] * 24
+        self.zero_mass = 0.0  # -log probability of the current run of empty buckets
+        self.zero_run = 0  # anomalous empty buckets in a row
         self.slot_mad = [0.0] * 24
         self.slot_mad_n = [0.0] * 24
         self.err_s = 0.0  # recent mean absolute error of each forecast, to pick one
@@ -409,9 +414,52 @@ class VolumeModel(AnomalyDetector):
         # A run of moderate deviations on one side (a silence at a quiet hour, a small
         # shift) piles up in the weighted mean of z, standardised by its own spread.
         z = max(abs(z), abs(self._next_ewz(z)) / self._ewz_sd)
+        if self.is_count and x.get("value") == 0:
+            z = max(z, self._zero_z(_epoch(x.get("timestamp")))[0])
         q = z / self.z_scale
         u = math.log1p(q * q) if q < 1e150 else 2.0 * math.log(q)
         return u / (1.0 + u)
+
+    def _zero_z(self, t: float | None) -> tuple[float, float]:
+        """(z, -log P) of one more zero bucket of a count series at ``t``.
+
+        A silence is judged by how unlikely the whole run of empty buckets is: the
+        sum of -log P(zero) over the run, from each hour's empirical share of empty
+        buckets shrunk towards Poisson's exp(-expected). The Gaussian z with that
+        tail probability is about sqrt(2 * sum).
+        """
+        if t is None or self.level_p is None:
+            return 0.0, 0.0
+        d0, d1, f, _, _ = self._slots(t)
+        n = (1.0 - f) * self.zero_n[d0] + f * self.zero_n[d1]
+        emp = (1.0 - f) * self.zero_p[d0] + f * self.zero_p[d1]
+        pois = math.exp(-min(self._inv(self._forecast(t)[0]), 700.0))
+        # A few pseudo-observations of Poisson's answer: a handful of busy buckets
+        # without a zero is no proof that a zero is impossible.
+        p0 = (n * emp + 4.0 * pois) / (n + 4.0)
+        nll = -math.log(max(p0, 1e-12))
+        return math.sqrt(2.0 * (self.zero_mass + nll)), nll
+
+    def _learn_zero(self, t: float, is_zero: bool) -> None:
+        z, nll = self._zero_z(t)
+        if is_zero:
+            self.zero_mass += nll
+            self.zero_run = self.zero_run + 1 if z > self.shift_z else 0
+            if self.zero_run >= self.shift_patience:
+                # A lasting silence is the new normal: adopt it rather than alarm forever.
+                self.level_p = self.level_s = _TX_ZERO
+                self.zero_mass, self.zero_run = 0.0, 0
+                self.n_shifts += 1
+        else:
+            self.zero_mass, self.zero_run = 0.0, 0
+        if is_zero and z > self.shift_z:
+            return  # an anomalous silence does not teach what silence is normal
+        d0, d1, f, _, _ = self._slots(t)
+        g = self._per_visit(self.season_alpha)
+        for w, d in ((1.0 - f, d0), (f, d1)):
+            if w > 0.0:
+                self.zero_n[d] += w
+                self.zero_p[d] += w * max(g, 1.0 / self.zero_n[d]) * (float(is_zero) - self.zero_p[d])
 
     @property
     def _ewz_sd(self) -> float:
@@ -451,6 +499,8 @@ class VolumeModel(AnomalyDetector):
             self.n_ignored, self.n_restarts, self.is_count = ignored, restarts + 1, False
         if t is not None:
             self._note_time(t)
+            if self.is_count and self.n_seen > 0:
+                self._learn_zero(t, v == 0.0)
         v = self._tx(v)
 
         self.n_seen += 1
