@@ -9,7 +9,6 @@ removals; then each anomaly family.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import random
 from dataclasses import dataclass
@@ -152,6 +151,10 @@ class RegistrationBuilder:
 
     # -- build --------------------------------------------------------------------
     def build(self) -> list[Rec]:
+        """All records; with anomaly_rate 0 only the legitimate ones (a clean baseline)."""
+        if self.rate <= 0:
+            self._legitimate()
+            return self.recs
         self._silences()
         self._legitimate()
         self._spike()
@@ -279,10 +282,10 @@ class RegistrationBuilder:
         start = self.clock.local(v.province, d, rng.choice((10, 13, 21)), rng.choice((0, 15, 30)))
         end = start + dt.timedelta(minutes=15)
         regency_villages = [w for w in self.villages if w.regency == v.regency]
-        n = max(60, self.n_voters // 150)
+        n = max(30, self.n_voters // 150)
         recs = []
         op = f"KPU-{v.regency}-ADM{rng.randint(1, 9)}"
-        for i in range(n):
+        for _ in range(n):
             w = rng.choice(regency_villages)
             p = self._fresh(w)
             at = start + dt.timedelta(seconds=rng.randrange(15 * 60))
@@ -301,7 +304,7 @@ class RegistrationBuilder:
         window_days = days[i:i + 3]
         for d in window_days:
             self._busy_days.add((reg, d))
-        n = max(40, self.n_voters // 400)
+        n = max(20, self.n_voters // 400)
         recs = []
         for _ in range(n):
             w = rng.choice(vs)
@@ -398,7 +401,11 @@ class RegistrationBuilder:
             voter["nik"] = self.issuer.nik(district, birth, p.sex)
             voter["birth_date"] = birth.isoformat()
             r = rng.random()
-            voter["nkk"] = voter["nkk"] if r < 0.5 else (self.issuer.nkk(w.district, dt.date(2022, 1, 3)) if r < 0.8 else None)
+            if r >= 0.8:
+                voter["nkk"] = None
+            elif r >= 0.5:  # a second family card as well
+                issued = self.clock.start.date() - dt.timedelta(days=rng.randint(30, 3000))
+                voter["nkk"] = self.issuer.nkk(w.district, issued)
             if not same_place:
                 voter["address"] = names.address(rng, w.kelurahan, w.name)
             source = self._source()

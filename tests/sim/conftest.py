@@ -3,7 +3,6 @@ few seconds), and helpers that see the output only as a consumer would."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 
 import pytest

@@ -15,19 +15,19 @@ def _dump(sim: Simulator):
 
 
 def test_same_seed_same_events_and_labels():
-    a = _dump(Simulator(seed=5, voters=1500, regions=["33", "73"]))
-    b = _dump(Simulator(seed=5, voters=1500, regions=["33", "73"]))
+    a = _dump(Simulator(seed=5, voters=800, regions=["33", "73"]))
+    b = _dump(Simulator(seed=5, voters=800, regions=["33", "73"]))
     assert a == b
 
 
 def test_other_seed_other_events():
-    a = _dump(Simulator(seed=5, voters=1500, regions=["33"]))
-    b = _dump(Simulator(seed=6, voters=1500, regions=["33"]))
+    a = _dump(Simulator(seed=5, voters=600, regions=["33"]))
+    b = _dump(Simulator(seed=6, voters=600, regions=["33"]))
     assert a[0][0] != b[0][0]
 
 
 def test_mixed_is_in_time_order_and_complete():
-    sim = Simulator(seed=3, voters=1200, regions=["32"])
+    sim = Simulator(seed=3, voters=600, regions=["32"])
     mixed = list(sim.mixed())
     assert [e.at for e in mixed] == sorted(e.at for e in mixed)
     assert len(mixed) == len(list(sim.registrations())) + len(list(sim.results()))

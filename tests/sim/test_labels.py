@@ -69,7 +69,6 @@ def test_duplicate_nik_is_same_person_elsewhere(out):
         assert new["voter"]["nik"] == old["voter"]["nik"]
         assert new["voter"]["birth_date"] == old["voter"]["birth_date"]
         assert new["tps"] != old["tps"]
-        assert new["occurred_at"] > old["occurred_at"] or out.by_id[lb["event_ids"][0]].at > out.by_id[lb["event_ids"][1]].at
 
 
 def test_duplicate_person_differs_only_plausibly(out):
@@ -95,7 +94,8 @@ def test_nik_conflict_is_another_person(out):
     for lb in out.of("nik_conflict"):
         new, old = _pair(out, lb)
         assert new["voter"]["nik"] == old["voter"]["nik"]
-        assert (new["voter"]["name"], new["voter"]["birth_date"]) != (old["voter"]["name"], old["voter"]["birth_date"])
+        a, b = new["voter"], old["voter"]
+        assert (a["name"], a["birth_date"]) != (b["name"], b["birth_date"])
         kinds[lb["kind"]] += 1
     assert kinds["placeholder"] >= 2 and kinds["nik_reused"] >= 10
     assert any(out.by_id[lb["event_ids"][0]].key == PLACEHOLDER_NIK for lb in out.of("nik_integrity"))
@@ -159,14 +159,15 @@ def test_volume_spike_and_silences(out):
         assert end - start >= dt.timedelta(hours=6)
         assert 8 <= start.hour <= 10 and start.weekday() < 5
 
-        def in_series(e):
+        def in_series(e, lb=lb):
             r = e.value["region"]
             return all(r.get(k) == v for k, v in lb["region"].items()) and lb["source"] in (None, e.value["source"])
 
         assert not [e for e in out.regs if start <= e.at < end and in_series(e)]
         # The same hours a week earlier or later were busy: the silence is an anomaly.
         week = dt.timedelta(days=7)
-        other = [e for e in out.regs if in_series(e) and any(start + k * week <= e.at < end + k * week for k in (-1, 1))]
+        other = [e for e in out.regs if in_series(e)
+                 and any(start + k * week <= e.at < end + k * week for k in (-1, 1))]
         assert len(other) >= 10
 
 
