@@ -101,17 +101,36 @@ def now_stamp() -> str:
     return datetime.now(WIB).isoformat(timespec="seconds")
 
 
-async def simulate(settings: Settings, rate: float, seed: int, stop: asyncio.Event, sent: Counter) -> None:
+def interleaved(seed: int) -> list:
+    """Registrations and tallies spread evenly over one list.
+
+    The simulator orders events by their simulated time (the registration
+    period comes weeks before polling day); the demo spreads the tallies among
+    the registrations so both streams show from the first minute.
+    """
+    from sim.simulator import Simulator
+
+    sim = Simulator(seed=seed)
+    registrations, results = list(sim.registrations()), list(sim.results())
+    if not results:
+        return registrations
+    step = max(1, len(registrations) // len(results))
+    out = []
+    for i, result in enumerate(results):
+        out += registrations[i * step:(i + 1) * step] + [result]
+    return out + registrations[len(results) * step:]
+
+
+async def simulate(settings: Settings, events, rate: float, stop: asyncio.Event, sent: Counter) -> None:
     from app.commands import topic_for
     from app.kafka_io import start_producer
-    from sim.simulator import Simulator
 
     producer = await start_producer(settings)
     loop = asyncio.get_running_loop()
     started = loop.time()
     n = 0
     try:
-        for sim_event in Simulator(seed=seed).mixed():
+        for sim_event in events:
             if stop.is_set():
                 break
             value = dict(sim_event.value)
@@ -166,14 +185,17 @@ async def _demo(settings: Settings, duration: float | None, rate: float, seed: i
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # The simulator builds its population while the worker starts.
+    events_future = loop.run_in_executor(None, interleaved, seed)
     ready_after = await wait_ready(settings.web_port, worker)
+    events = await events_future
     metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     console.print(f"worker ready after {ready_after:.1f}s; metrics at [link]{metrics_url}[/]")
     recent: deque = deque(maxlen=50)
     counts: Counter = Counter()
     sent: Counter = Counter()
     started = time.monotonic()
-    sim_task = asyncio.create_task(simulate(settings, rate, seed, stop, sent))
+    sim_task = asyncio.create_task(simulate(settings, events, rate, stop, sent))
     watch_task = asyncio.create_task(watch_alerts(settings, recent, counts, stop))
     with Live(render(recent, counts, sent, metrics_url, 0), console=console, refresh_per_second=2) as live:
         while not stop.is_set():
