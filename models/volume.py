@@ -18,6 +18,7 @@ _MAX_ABS = 1e100
 _SLOW_FLOOR = 0.7
 # Smallest scale of a count series in Anscombe space (where Poisson noise has sd 1).
 _COUNT_FLOOR = 0.7
+_UNSET = object()
 # Anscombe's transform of 0.
 _TX_ZERO = 2.0 * math.sqrt(0.375)
 # sqrt(pi / 2): turns a mean absolute deviation into a Gaussian standard deviation.
@@ -309,11 +310,27 @@ class VolumeModel(AnomalyDetector):
         points = 1.0 if not self.interval else max(1.0, _HOUR / self.interval)
         if points == 1.0:
             return alpha
-        return 1.0 - (1.0 - alpha) ** (1.0 / points)
+        key = (alpha, points)
+        cache = self.__dict__.setdefault("_rate_cache", {})
+        rate = cache.get(key)
+        if rate is None:
+            if len(cache) > 16:  # the interval changed a few times: keep it small
+                cache.clear()
+            rate = cache[key] = 1.0 - (1.0 - alpha) ** (1.0 / points)
+        return rate
+
+    def _slots(self, t: float) -> tuple[int, int, float, int, int]:
+        """Neighbouring hour-of-day and hour-of-week slots of ``t`` and the weight of the 2nd."""
+        cached = self.__dict__.get("_slot_cache")
+        if cached is not None and cached[0] == t:
+            return cached[1]
+        res = self._compute_slots(t)
+        # Not state: a one-entry cache, as one point asks for its slots several times.
+        self.__dict__["_slot_cache"] = (t, res)
+        return res
 
     @staticmethod
-    def _slots(t: float) -> tuple[int, int, float, int, int]:
-        """Neighbouring hour-of-day and hour-of-week slots of ``t`` and the weight of the 2nd."""
+    def _compute_slots(t: float) -> tuple[int, int, float, int, int]:
         # Slot k is centred on minute 30 of hour k: interpolate between centres.
         pos = (t % _DAY) / _HOUR - 0.5
         lo = math.floor(pos)
@@ -363,9 +380,10 @@ class VolumeModel(AnomalyDetector):
             return y
         return max((y / 2.0) ** 2 - 0.375, 0.0)
 
-    def _forecast(self, t: float | None) -> tuple[float, float]:
+    def _forecast(self, t: float | None, season: Any = _UNSET) -> tuple[float, float]:
         """(expected value, scale) from the forecast that has been more accurate."""
-        season = self._season(t)
+        if season is _UNSET:
+            season = self._season(t)
         if season is not None and self.level_s is not None and self.err_s <= self.err_p:
             expected = self.level_s + season
             d0, d1, f, _, _ = self._slots(t)  # type: ignore[arg-type]
@@ -380,12 +398,13 @@ class VolumeModel(AnomalyDetector):
             expected = max(expected, _TX_ZERO)
         return expected, max(_MAD_TO_SD * mad, self._floor(expected))
 
-    def _z(self, x: dict) -> float | None:
+    def _z(self, x: dict) -> tuple[float, float] | None:
+        """(robust z, expected in model space) of ``x``, or None."""
         v = self._value(x)
         if v is None or self.level_p is None:
             return None
         expected, scale = self._forecast(_epoch(x.get("timestamp")))
-        return (self._tx(v) - expected) / scale
+        return (self._tx(v) - expected) / scale, expected
 
     # -- public API ------------------------------------------------------------
 
@@ -406,21 +425,22 @@ class VolumeModel(AnomalyDetector):
         """Anomaly score in [0, 1); 0 during warm-up and for ignored values."""
         if not self.warm:
             return 0.0
-        z = self._z(x)
-        if z is None:
+        res = self._z(x)
+        if res is None:
             return 0.0
+        z, expected = res
         if not math.isfinite(z):
             return 1.0
         # A run of moderate deviations on one side (a silence at a quiet hour, a small
         # shift) piles up in the weighted mean of z, standardised by its own spread.
         z = max(abs(z), abs(self._next_ewz(z)) / self._ewz_sd)
         if self.is_count and x.get("value") == 0:
-            z = max(z, self._zero_z(_epoch(x.get("timestamp")))[0])
+            z = max(z, self._zero_z(_epoch(x.get("timestamp")), expected)[0])
         q = z / self.z_scale
         u = math.log1p(q * q) if q < 1e150 else 2.0 * math.log(q)
         return u / (1.0 + u)
 
-    def _zero_z(self, t: float | None) -> tuple[float, float]:
+    def _zero_z(self, t: float | None, expected: float | None = None) -> tuple[float, float]:
         """(z, -log P) of one more zero bucket of a count series at ``t``.
 
         A silence is judged by how unlikely the whole run of empty buckets is: the
@@ -433,15 +453,17 @@ class VolumeModel(AnomalyDetector):
         d0, d1, f, _, _ = self._slots(t)
         n = (1.0 - f) * self.zero_n[d0] + f * self.zero_n[d1]
         emp = (1.0 - f) * self.zero_p[d0] + f * self.zero_p[d1]
-        pois = math.exp(-min(self._inv(self._forecast(t)[0]), 700.0))
+        if expected is None:
+            expected = self._forecast(t)[0]
+        pois = math.exp(-min(self._inv(expected), 700.0))
         # A few pseudo-observations of Poisson's answer: a handful of busy buckets
         # without a zero is no proof that a zero is impossible.
         p0 = (n * emp + 4.0 * pois) / (n + 4.0)
         nll = -math.log(max(p0, 1e-12))
         return math.sqrt(2.0 * (self.zero_mass + nll)), nll
 
-    def _learn_zero(self, t: float, is_zero: bool) -> None:
-        z, nll = self._zero_z(t)
+    def _learn_zero(self, t: float, is_zero: bool, expected: float) -> None:
+        z, nll = self._zero_z(t, expected)
         if is_zero:
             self.zero_mass += nll
             self.zero_run = self.zero_run + 1 if z > self.shift_z else 0
@@ -499,8 +521,13 @@ class VolumeModel(AnomalyDetector):
             self.n_ignored, self.n_restarts, self.is_count = ignored, restarts + 1, False
         if t is not None:
             self._note_time(t)
-            if self.is_count and self.n_seen > 0:
-                self._learn_zero(t, v == 0.0)
+        season = self._season(t)
+        fc = self._forecast(t, season)
+        if t is not None and self.is_count and self.n_seen > 0:
+            shifts = self.n_shifts
+            self._learn_zero(t, v == 0.0, fc[0])
+            if self.n_shifts != shifts:  # the silence was adopted: the levels moved
+                fc = self._forecast(t, season)
         v = self._tx(v)
 
         self.n_seen += 1
@@ -509,9 +536,8 @@ class VolumeModel(AnomalyDetector):
             self.level_p = self.level_s = self.prev_v = v
             return
 
-        season = self._season(t)
         level_s = self.level_s if self.level_s is not None else v
-        expected, scale = self._forecast(t)
+        expected, scale = fc
         r = v - expected
         z = r / scale
 
