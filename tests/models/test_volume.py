@@ -273,3 +273,50 @@ def test_river_model_prequential_contract(cls):
     assert type(fresh) is cls
     assert fresh._get_params() == model._get_params()
     assert fresh.score_one({"timestamp": at(0), "value": 1.0}) == 0.0 or not hasattr(fresh, "warm")
+
+
+def sparse_counts(n: int, seed: int = 2) -> list[float]:
+    """Office hours only, about 2 events per 15-minute bucket: many empty buckets are normal."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = at(i, 15)
+        lam = 2.0 if 8 <= t.hour < 16 else 0.05
+        # Poisson by counting exponential arrivals.
+        k, acc = 0, rng.expovariate(1.0)
+        while acc < lam:
+            k += 1
+            acc += rng.expovariate(1.0)
+        out.append(float(k))
+    return out
+
+
+def test_long_silence_of_a_sparse_series_builds_up_to_an_alarm():
+    values = sparse_counts(14 * 96)  # two weeks of 15-minute buckets
+    m = trained(values, minutes=15)
+    start = 14 * 96 + 9 * 4  # 09:00 on day 15
+    scores = []
+    for i in range(start, start + 16):  # four silent office hours
+        x = {"timestamp": at(i, 15), "value": 0.0}
+        scores.append(m.score_one(x))
+        m.learn_one(x)
+    # One empty bucket is ordinary here; hours of them are not.
+    assert scores[0] < 0.5
+    assert max(scores) > 0.6
+    assert scores.index(max(scores)) > 0
+    # Nights (empty buckets every night) never look like that.
+    night = [m.score_one({"timestamp": at(14 * 96 + 96 + q, 15), "value": 0.0}) for q in range(0, 24)]
+    assert max(night) < 0.5
+
+
+def test_lasting_silence_is_adopted_not_alarmed_forever():
+    values = sparse_counts(14 * 96)
+    m = trained(values, minutes=15)
+    shifts = m.n_shifts
+    scores = []
+    for i in range(14 * 96, 16 * 96):  # two silent days
+        x = {"timestamp": at(i, 15), "value": 0.0}
+        scores.append(m.score_one(x))
+        m.learn_one(x)
+    assert m.n_shifts > shifts
+    assert max(scores[-24:]) < 0.6
