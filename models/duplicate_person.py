@@ -58,31 +58,33 @@ __all__ = ["PersonDuplicateDetector", "PRIOR"]
 # that differs on birth date gets none of the date weights, so the intercept
 # keeps it far below any threshold.
 PRIOR: dict[str, float] = {
-    "intercept": -10.0,
-    "name_close": 5.0,        # (name_sim - 0.7) / 0.3 clipped to [0, 1]
+    "intercept": -6.0,
+    "name_close": 4.0,        # (name_sim - 0.7) / 0.3 clipped to [0, 1]
     "name_exact": 1.0,
     "name_common": -3.0,      # frequent names need more corroboration (Nurhayati)
-    "dob_equal": 5.0,
-    "dob_swap": 3.5,
-    "dob_typo": 3.0,
-    "dob_missing": -1.0,      # below 'equal' by 6: missing is not agreement
-    "nik_birth_equal": 1.5,   # the NIKs' DDMMYY+sex segments agree
-    "sex_equal": 1.5,
-    "sex_missing": 0.5,
+    "dob_equal": 3.0,
+    "dob_swap": 1.5,
+    "dob_typo": 1.0,
+    "dob_missing": -2.0,      # missing is not agreement
+    "dob_differ": -8.0,
+    "nik_birth_equal": 1.0,   # the NIKs' DDMMYY+sex segments agree ...
+    "nik_birth_differ": -3.0,  # ... or do not
+    "sex_equal": 0.5,
+    "sex_missing": -1.0,
+    "sex_differ": -6.0,
     "place_close": 1.5,
-    "place_missing": 0.5,
-    "addr_close": 1.5,
-    "addr_missing": 0.3,
+    "place_missing": -0.5,
+    "place_differ": -4.0,
+    "addr_close": 1.0,
     "rtrw_equal": 0.3,
-    "nkk_equal": 1.0,
-    "nkk_missing": 0.3,
-    "household_name_differs": -3.0,  # same NKK, not the same name: a twin or a sibling
-    "marital_equal": 0.5,
+    "nkk_equal": 0.5,
+    "household_name_differs": -15.0,  # same NKK, names not quite equal: twins, siblings
+    "marital_equal": 0.3,
     "disability_equal": 0.2,
     "same_regency": 0.5,
 }
 
-_NAME_FIELDS = ("name_sim", "name_close", "name_exact")
+_COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
 
 
 def _clip01(x: float) -> float:
@@ -140,8 +142,6 @@ class PersonDuplicateDetector:
         :data:`PRIOR`. A saved :meth:`scorer_state` can be passed back here.
     sketch_width, sketch_depth
         Size of the count-min sketch of name frequencies.
-    common_min_total
-        Names seen before the sketch says anything about frequency.
     model_version
         Reported in findings.
 
@@ -170,7 +170,6 @@ class PersonDuplicateDetector:
         prior: dict[str, float] | None = None,
         sketch_width: int = 1 << 20,
         sketch_depth: int = 4,
-        common_min_total: int = 1000,
         model_version: str = "1",
     ):
         if not secret:
@@ -185,7 +184,6 @@ class PersonDuplicateDetector:
         self.prior = dict(PRIOR if prior is None else prior)
         self.sketch_width = sketch_width
         self.sketch_depth = sketch_depth
-        self.common_min_total = common_min_total
         self.model_version = model_version
 
         self.model = linear_model.LogisticRegression(
@@ -256,16 +254,20 @@ class PersonDuplicateDetector:
         date_key = f"{yy}{min(a, b)}{max(a, b)}"
         sex = clean_sex(v.get("sex")) or (nb[1] if nb else "?")
         toks = normalise_name(v.get("name")).split()
+        # A leading MUHAMMAD / SITI / NUR says little and is often dropped or
+        # abbreviated: the name keys start after it.
+        core = toks[1:] if len(toks) > 1 and toks[0] in _COMMON_LEAD else toks
         raw = []
         if toks:
-            raw.append(f"f|{date_key}|{sex}|{phonetic_token(toks[0])}")
-            raw.append(f"l|{date_key}|{sex}|{phonetic_token(toks[-1])}")
+            # Written together or apart (Ratna Sari / Ratnasari) sounds the same.
+            raw.append(f"f|{date_key}|{sex}|{phonetic_token(''.join(core))[:2]}")
+            raw.append(f"l|{date_key}|{sex}|{phonetic_token(core[-1])}")
         regency = (event.get("region") or {}).get("regency") or "?"
         raw.append(f"r|{yy}{a}{b}|{sex}|{regency}")
         if toks:
             # No date: catches birth-date typos; for common names this block
             # fills up and keeps only the most recent, which is accepted.
-            ends = sorted((phonetic_token(toks[0]), phonetic_token(toks[-1])))
+            ends = sorted((phonetic_token(core[0]), phonetic_token(core[-1])))
             raw.append(f"n|{sex}|{ends[0]}|{ends[1]}")
         out: list[str] = []
         for k in raw:
@@ -277,12 +279,15 @@ class PersonDuplicateDetector:
     # -- features and scoring --------------------------------------------------
 
     def name_commonness(self, norm_name: str) -> float:
-        """0 for a name seen about once per million, 1 for one in a thousand or more."""
-        total = self.names.total
-        if total < self.common_min_total or not norm_name:
+        """log10 of how many records carry this full name, over 4: 0 for a name
+        seen once, 0.5 for a hundred, 1 from ten thousand.
+
+        The absolute count, not the share, is what matters: it is the number
+        of namesakes one of whom may share a birth date by chance.
+        """
+        if not norm_name:
             return 0.0
-        freq = max(self.names.count(norm_name), 1) / total
-        return round(_clip01((math.log10(freq) + 6.0) / 3.0), 4)
+        return round(_clip01(math.log10(max(self.names.count(norm_name), 1)) / 4.0), 4)
 
     def features(self, a: list, b: list) -> dict[str, float]:
         """Features of a pair of compact records: similarities and flags, no values."""
@@ -293,17 +298,22 @@ class PersonDuplicateDetector:
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
         x["name_common"] = max(self.name_commonness(a[3]), self.name_commonness(b[3]))
         rel = date_relation(a[4], b[4])
-        for r in ("equal", "swap", "typo", "missing"):
+        for r in ("equal", "swap", "typo", "missing", "differ"):
             x[f"dob_{r}"] = float(rel == r)
-        x["nik_birth_equal"] = float(a[6] is not None and a[6] == b[6] and a[7] == b[7])
+        both_nik = a[6] is not None and b[6] is not None
+        x["nik_birth_equal"] = float(both_nik and a[6] == b[6] and a[7] == b[7])
+        x["nik_birth_differ"] = float(both_nik and not x["nik_birth_equal"])
         if a[5] and b[5]:
-            x["sex_equal"], x["sex_missing"] = float(a[5] == b[5]), 0.0
+            x["sex_equal"], x["sex_missing"], x["sex_differ"] = float(a[5] == b[5]), 0.0, float(a[5] != b[5])
         else:
-            x["sex_equal"], x["sex_missing"] = 0.0, 1.0
+            x["sex_equal"], x["sex_missing"], x["sex_differ"] = 0.0, 1.0, 0.0
         if a[8] and b[8]:
-            x["place_close"], x["place_missing"] = round(_clip01((fuzz.ratio(a[8], b[8]) / 100 - 0.6) / 0.4), 4), 0.0
+            place = fuzz.ratio(a[8], b[8]) / 100
+            # Place names are short: Jakarta / Yogyakarta are 0.82 alike and different.
+            x["place_close"] = round(_clip01((place - 0.8) / 0.2), 4)
+            x["place_missing"], x["place_differ"] = 0.0, float(place < 0.85)
         else:
-            x["place_close"], x["place_missing"] = 0.0, 1.0
+            x["place_close"], x["place_missing"], x["place_differ"] = 0.0, 1.0, 0.0
         if a[9] and b[9]:
             x["addr_close"] = round(_clip01((fuzz.token_set_ratio(a[9], b[9]) / 100 - 0.5) / 0.5), 4)
             x["addr_missing"] = 0.0
@@ -314,7 +324,14 @@ class PersonDuplicateDetector:
             x["nkk_equal"], x["nkk_missing"] = float(a[11] == b[11]), 0.0
         else:
             x["nkk_equal"], x["nkk_missing"] = 0.0, 1.0
-        x["household_name_differs"] = x["nkk_equal"] * (1.0 - x["name_exact"])
+        # Twins and siblings share the NKK and differ a little in name; a
+        # re-entered person in the same household differs by a typo at most.
+        # Twins are far more common than a household member re-entered under
+        # a new NIK with a misspelt name, so inside one NKK the names must be
+        # equal after normalisation (a married-name suffix costs a little).
+        ta, tb = set(a[3].split()), set(b[3].split())
+        subset = bool(ta and tb) and (ta < tb or tb < ta)  # a married name adds words
+        x["household_name_differs"] = 0.0 if subset else round(x["nkk_equal"] * _clip01((0.97 - sim) / 0.07), 4)
         x["marital_equal"] = float(bool(a[12]) and a[12] == b[12])
         x["disability_equal"] = float(a[13] == b[13])
         x["same_regency"] = float(bool(a[14]) and a[14] == b[14])
@@ -380,8 +397,15 @@ class PersonDuplicateDetector:
         seen: dict[str, Finding] = {}
         for k in (keys if action != "remove" else list(dict.fromkeys(keys + previous))):
             for f in self.match_in_block(k, event):
-                if f.key not in seen or f.score > seen[f.key].score:
+                g = seen.get(f.key)
+                if g is None:
                     seen[f.key] = f
+                    continue
+                # Same pair of NIKs (found in another block, or the other NIK
+                # has several registrations): one finding, all event ids.
+                best, other = (f, g) if f.score > g.score else (g, f)
+                best.event_ids = list(dict.fromkeys(best.event_ids + other.event_ids[1:]))
+                seen[f.key] = best
         if action == "remove":
             if rkey in self.index:
                 del self.index[rkey]

@@ -242,6 +242,14 @@ def phonetic_key(name: str | None) -> str:
     return " ".join(phonetic_token(t) for t in name_tokens(name))
 
 
+_FOLD = str.maketrans({"J": "Y", "V": "F", "Q": "K"})
+
+
+def _fold(joined: str) -> str:
+    """Spelling-level folding for equality only (Nurhajati = Nurhayati, Kasijah = Kasiyah)."""
+    return joined.replace("PH", "F").replace("TH", "T").replace("DH", "D").translate(_FOLD)
+
+
 def _expand_initials(a: list[str], b: list[str]) -> list[str]:
     """Replace one-letter tokens in ``a`` by the token of ``b`` they abbreviate."""
     if not any(len(t) == 1 for t in a):
@@ -266,8 +274,8 @@ def name_similarity(a: str | list[str] | None, b: str | list[str] | None) -> flo
     """Similarity of two names in [0, 1], after normalisation.
 
     The best of: token-sort similarity (word order), the names written
-    together (Ratna Sari / Ratnasari), Jaro-Winkler of the joined form
-    (typos), and the phonetic codes; with initials expanded against the other
+    together (Ratna Sari / Ratnasari) and Jaro-Winkler of the joined form
+    (typos); with initials expanded against the other
     name (Siti N. Hasanah / Siti Nur Hasanah). A name that is the other name
     plus more words (a married name, an added middle name) scores through
     token-set similarity, discounted slightly so that exact equality ranks
@@ -280,8 +288,8 @@ def name_similarity(a: str | list[str] | None, b: str | list[str] | None) -> flo
 
     Examples
     --------
-    >>> name_similarity("Dewi", "Dewy")
-    1.0
+    >>> name_similarity("Dewi", "Dewy"), name_similarity("Nurhajati", "Nurhayati")
+    (1.0, 1.0)
     >>> round(name_similarity("Siti Aminah", "Siti Aminah Hasan"), 2)
     0.95
     >>> name_similarity("", "Budi")
@@ -296,17 +304,13 @@ def name_similarity(a: str | list[str] | None, b: str | list[str] | None) -> flo
     if sa == sb:
         return 1.0
     ja, jb = "".join(ta), "".join(tb)
-    if ja == jb:
-        return 1.0
+    if ja == jb or _fold(ja) == _fold(jb):
+        return 1.0  # same letters, or the same up to J/Y, F/V, K/Q spellings
     best = max(
         fuzz.token_sort_ratio(sa, sb) / 100.0,
         fuzz.ratio(ja, jb) / 100.0,
         JaroWinkler.similarity(ja, jb) * 0.92,  # JW flatters shared prefixes: damp it
     )
-    pa = " ".join(sorted(phonetic_token(t) for t in ta))
-    pb = " ".join(sorted(phonetic_token(t) for t in tb))
-    if pa == pb:
-        best = max(best, 0.95)
     # Subset names (married / added middle name): strong but not exact.
     if set(ta) <= set(tb) or set(tb) <= set(ta):
         best = max(best, 0.95)
