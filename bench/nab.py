@@ -170,3 +170,24 @@ def score_at(series: list[Scored], threshold: float, profile=STANDARD) -> float:
             if hit.any():
                 raw += float(s.weights[hit].max()) - profile["A_fn"]
     return normalise(raw, n_windows, profile)
+
+
+def self_check() -> None:
+    """Sanity of the scorer itself: null 0, perfect 100, early beats late, FPs cost."""
+    n, labels = 1000, [400, 700]
+    wins = windows_for(n, labels)
+    perfect = np.zeros(n)
+    late = np.zeros(n)
+    noisy = np.zeros(n)
+    for a, b in wins:
+        perfect[a] = 1.0
+        late[b - 1] = 1.0
+        noisy[a] = 1.0
+    noisy[900:905] = 1.0
+    prep = lambda s: [prepare(s, labels)]  # noqa: E731
+    assert abs(best_threshold(prep(np.zeros(n)))[1]) < 1e-9
+    assert abs(score_at(prep(perfect), 1.0) - 100.0) < 1e-9
+    assert abs(best_threshold(prep(perfect))[1] - 100.0) < 1e-9
+    assert 0.0 < score_at(prep(late), 1.0) < score_at(prep(perfect), 1.0)
+    assert score_at(prep(noisy), 1.0) < score_at(prep(perfect), 1.0)
+    assert abs(score_at(prep(noisy), 1.0) - best_threshold(prep(noisy))[1]) < 1e-9
