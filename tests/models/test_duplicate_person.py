@@ -1,0 +1,264 @@
+"""duplicate_person: one person under several NIKs, and the look-alikes that are not."""
+
+import json
+
+import pytest
+
+from models.duplicate_person import PRIOR, PersonDuplicateDetector
+from models.privacy import keyed_hash
+
+SECRET = b"test-secret"
+
+
+class RecordingDict(dict):
+    """Remembers the JSON of every value at the moment it was assigned."""
+
+    def __init__(self):
+        super().__init__()
+        self.snapshots = {}
+
+    def __setitem__(self, key, value):
+        self.snapshots[key] = json.dumps(value, sort_keys=True)
+        super().__setitem__(key, value)
+
+    def assert_no_in_place_mutation(self):
+        for k, v in self.items():
+            assert json.dumps(v, sort_keys=True) == self.snapshots[k], f"value under {k} changed without assignment"
+
+
+def nik_for(dob, sex, region6="327301", serial=1):
+    dd = int(dob[8:10]) + (40 if sex == "P" else 0)
+    return f"{region6}{dd:02d}{dob[5:7]}{dob[2:4]}{serial:04d}"
+
+
+def person(eid, name, *, dob="1990-01-05", sex="P", serial=1, region6="327301", nkk="3273010101010001",
+           place="Bandung", address="Jl. Merdeka No. 5", rt="001", rw="002", regency="3273",
+           marital="S", action="add", nik=None, nik_dob=None):
+    return {"event_id": eid, "occurred_at": "2026-01-05T10:00:00+07:00", "action": action,
+            "voter": {"nik": nik or nik_for(nik_dob or dob or "1990-01-05", sex, region6, serial), "nkk": nkk,
+                      "name": name, "birth_place": place, "birth_date": dob, "sex": sex,
+                      "marital_status": marital, "address": address, "rt": rt, "rw": rw, "disability": "0"},
+            "region": {"province": regency[:2], "regency": regency, "village": regency + "010001"},
+            "tps": regency + "010001001"}
+
+
+def moved(eid, name, serial, **kw):
+    """The same person registered again after moving: other NIK, household and address."""
+    base = dict(serial=serial, region6="320102", nkk="3201020202020002", address="Gg. Melati 12", rt="004",
+                rw="007", regency="3201")
+    base.update(kw)
+    return person(eid, name, **base)
+
+
+@pytest.fixture
+def det():
+    return PersonDuplicateDetector(RecordingDict(), SECRET)
+
+
+@pytest.mark.parametrize("first,second", [
+    ("Muhammad Ridwan", "Mochamad Ridwan"),
+    ("Muhammad Ridwan", "M. Ridwan"),
+    ("Joesoef Hasan", "Yusuf Hasan"),
+    ("Dewi Ratnasari", "Hj. Dewy Ratna Sari, S.Pd."),
+    ("Ahmad Fauzi", "Drs. H. Ahmad Fauzi, M.H."),
+    ("Siti Nur Hasanah", "Siti N. Hasanah"),
+    ("Siti Aminah", "Siti Aminah Kurniawan"),      # married name
+    ("Maimunah Lubis", "Maimnuah Lubis"),          # typo
+    ("Hasan Basri", "Basri Hasan"),                # swapped order
+])
+def test_same_person_other_nik_is_found(det, first, second):
+    sex = "L" if first.split()[0] in {"Muhammad", "Joesoef", "Ahmad", "Hasan"} else "P"
+    assert det.process_one(person("e1", first, sex=sex)) == []
+    [f] = det.process_one(moved("e2", second, 2, sex=sex))
+    assert f.detector == "duplicate_person" and f.event_ids == ["e2", "e1"]
+    assert f.score >= det.threshold
+    n1, n2 = nik_for("1990-01-05", sex), nik_for("1990-01-05", sex, "320102", 2)
+    assert f.key == ":".join(sorted((keyed_hash(SECRET, n1), keyed_hash(SECRET, n2))))
+    assert f.evidence["masked_niks"] == ["3201**********02", "3273**********01"]
+    assert "birth_date" in f.evidence["fields_agreed"]
+
+
+def test_swapped_day_and_month_is_found(det):
+    det.process_one(person("e1", "Rina Marlina", dob="1990-03-04"))
+    [f] = det.process_one(moved("e2", "Rina Marlina", 2, dob="1990-04-03", nik_dob="1990-03-04"))
+    assert f.evidence["features"]["dob_swap"] == 1.0
+
+
+def test_evidence_holds_no_personal_data(det):
+    det.process_one(person("e1", "Dewi Ratnasari"))
+    [f] = det.process_one(moved("e2", "Dewy Ratna Sari", 2))
+    blob = json.dumps(f.evidence) + f.summary + f.subject_id + f.key
+    for secret_bit in ("DEWI", "Dewi", "Ratna", "1990", "Bandung", "Merdeka", "3273010101010001",
+                       nik_for("1990-01-05", "P"), "900105"):
+        assert secret_bit not in blob
+    assert all(isinstance(v, float) for v in f.evidence["features"].values())
+
+
+def test_father_and_son_same_name_same_household_are_not_duplicates(det):
+    det.process_one(person("e1", "Muhammad Yusuf", sex="L", dob="1960-05-10", marital="S"))
+    assert det.process_one(person("e2", "Muhammad Yusuf", sex="L", dob="1988-09-21", serial=2, marital="B")) == []
+
+
+@pytest.mark.parametrize("a,b", [("Muhammad Putra", "Muhammad Putri"), ("Hasan", "Husein"), ("Andi", "Andri"),
+                                 ("Siti Rizki", "Siti Rizka")])
+def test_twins_are_not_duplicates(det, a, b):
+    det.process_one(person("e1", a, sex="L", dob="2001-07-07"))
+    assert det.process_one(person("e2", b, sex="L", dob="2001-07-07", serial=2)) == []
+
+
+def test_missing_birth_date_is_not_a_match(det):
+    # Same name in one household; the birth date is missing on one record and the NIKs say different dates.
+    det.process_one(person("e1", "Nurhayati", dob="1965-02-02"))
+    assert det.process_one(person("e2", "Nurhayati", dob=None, nik_dob="1989-11-30", serial=2)) == []
+
+
+def test_missing_birth_date_weighs_against(det):
+    full = person("a", "Rina Marlina")
+    x_equal = det.features(det.compact(moved("b", "Rina Marlina", 2)), det.compact(full))
+    x_missing = det.features(det.compact(moved("b", "Rina Marlina", 2, dob=None, nik_dob="1990-01-05")),
+                             det.compact(full))
+    assert x_missing["dob_missing"] == 1.0
+    assert det.score(x_missing) < det.score(x_equal) - 0.3
+
+
+def test_common_names_weigh_less(det):
+    # Ten thousand Nurhayati already in the list make a bare name+date+sex match weak.
+    for _ in range(10_000):
+        det.names.add("NURHAYATI")
+    rare = det.features(det.compact(moved("b", "Kartika Wulandari", 2, place="Medan")),
+                        det.compact(person("a", "Kartika Wulandari", place=None)))
+    common = det.features(det.compact(moved("b", "Nurhayati", 2, place="Medan")),
+                          det.compact(person("a", "Nurhayati", place=None)))
+    assert common["name_common"] == 1.0 and rare["name_common"] == 0.0
+    assert det.score(common) < det.score(rare)
+
+
+def test_namesakes_born_elsewhere_are_not_flagged(det):
+    det.process_one(person("e1", "Nurhayati", place="Makassar"))
+    assert det.process_one(moved("e2", "Nurhayati", 2, place="Padang")) == []
+
+
+def test_pair_reported_once_though_it_shares_several_blocks(det):
+    det.process_one(person("e1", "Dewi Ratnasari"))
+    e2 = person("e2", "Dewi Ratnasari", serial=2, nkk="3273010101010009")
+    shared = set(det.blocking_keys(e2)) & set(det.blocking_keys(person("e1", "Dewi Ratnasari")))
+    assert len(shared) >= 2
+    findings = det.process_one(e2)
+    assert len(findings) == 1
+
+
+def test_block_by_block_gives_the_same_key_as_process_one():
+    a, b = PersonDuplicateDetector({}, SECRET), PersonDuplicateDetector({}, SECRET)
+    e1, e2 = person("e1", "Dewi Ratnasari"), moved("e2", "Dewy Ratna Sari", 2)
+    a.process_one(e1)
+    [f] = a.process_one(e2)
+    for k in b.blocking_keys(e1):
+        b.match_in_block(k, e1)
+    keys = {g.key for k in b.blocking_keys(e2) for g in b.match_in_block(k, e2)}
+    assert keys == {f.key}
+
+
+def test_blocking_keys_are_hashed_bounded_and_secret_dependent():
+    e = person("e1", "Siti Aminah", dob="1990-01-05")
+    a, b = PersonDuplicateDetector({}, SECRET), PersonDuplicateDetector({}, b"other")
+    keys = a.blocking_keys(e)
+    assert 1 <= len(keys) <= 4 and len(set(keys)) == len(keys)
+    for k in keys:
+        assert k.startswith("dp:") and len(k) == 35 and all(c in "0123456789abcdef" for c in k[3:])
+        for bit in ("SITI", "AMINAH", "1990", "900105", "01-05", "3273", e["voter"]["nik"]):
+            assert bit not in k
+    assert not set(keys) & set(b.blocking_keys(e))
+
+
+def test_blocking_keys_use_nik_birth_date_when_the_record_has_none(det):
+    with_date = person("e1", "Siti Aminah", dob="1990-01-05")
+    without = person("e2", "Siti Aminah", dob=None, nik_dob="1990-01-05", serial=2)
+    assert det.blocking_keys(with_date) == det.blocking_keys(without)
+
+
+def test_removal_takes_the_record_out(det):
+    det.process_one(person("e1", "Dewi Ratnasari"))
+    det.process_one({**person("r1", "Dewi Ratnasari"), "action": "remove"})
+    assert det.index == {}
+    assert det.process_one(moved("e2", "Dewi Ratnasari", 2)) == []
+
+
+def test_update_replaces_the_record_even_when_its_blocks_change(det):
+    det.process_one(person("e1", "Dewi Ratnasari", dob="1990-01-05"))
+    # Corrected birth date: the record leaves its old blocks.
+    det.process_one(person("u1", "Dewi Ratnasari", dob="1991-06-06", action="update",
+                           nik=nik_for("1990-01-05", "P")))
+    stored = [c[0] for v in det.index.values() if isinstance(v, list) and v and isinstance(v[0], list) for c in v]
+    assert "e1" not in stored and "u1" in stored
+    assert det.process_one(moved("e2", "Dewi Ratnasari", 2, dob="1990-01-05")) == []
+    [f] = det.process_one(moved("e3", "Dewi Ratnasari", 3, dob="1991-06-06", nik_dob="1990-01-05"))
+    assert f.event_ids == ["e3", "u1"]
+
+
+def test_reprocessing_is_idempotent(det):
+    e1, e2 = person("e1", "Dewi Ratnasari"), moved("e2", "Dewy Ratna Sari", 2)
+    det.process_one(e1)
+    first = det.process_one(e2)
+    before = json.dumps(dict(det.index), sort_keys=True)
+    again = det.process_one(e2)
+    assert [(f.key, f.event_ids) for f in again] == [(f.key, f.event_ids) for f in first]
+    assert det.process_one(e1) == []  # never a duplicate of itself
+    assert json.dumps(dict(det.index), sort_keys=True) == before
+
+
+def test_same_nik_is_left_to_duplicate_nik(det):
+    det.process_one(person("e1", "Dewi Ratnasari"))
+    assert det.process_one(moved("e2", "Dewi Ratnasari", 1, nik=nik_for("1990-01-05", "P"))) == []
+
+
+def test_feedback_changes_later_scores():
+    det = PersonDuplicateDetector({}, SECRET)
+    det.process_one(person("e1", "Rina Marlina"))
+    [f] = det.process_one(moved("e2", "Rina Marlina", 2))
+    x = f.evidence["features"]
+    for _ in range(60):
+        det.learn_feedback(x, is_duplicate=False)
+    assert det.score(x) < f.score
+    assert det.score(x) < det.threshold
+    # A later pair with the same look is no longer alerted.
+    assert det.process_one(moved("e3", "Rina Marlina", 3, nkk="3201020202020077", address="Gg. Melati 12")) == []
+    state = det.scorer_state()
+    json.dumps(state)
+    restored = PersonDuplicateDetector({}, SECRET, prior=state)
+    assert abs(restored.score(x) - det.score(x)) < 1e-9
+
+
+def test_feedback_true_raises_a_weak_score():
+    det = PersonDuplicateDetector({}, SECRET)
+    x = {"name_sim": 0.9, "name_close": 0.66, "dob_missing": 1.0, "sex_equal": 1.0}
+    before = det.score(x)
+    for _ in range(30):
+        det.learn_feedback(x, is_duplicate=True)
+    assert det.score(x) > before
+
+
+def test_prior_is_used_and_not_shared_between_instances():
+    a = PersonDuplicateDetector({}, SECRET)
+    b = PersonDuplicateDetector({}, SECRET)
+    a.learn_feedback({"dob_equal": 1.0}, False)
+    assert b.scorer_state()["dob_equal"] == PRIOR["dob_equal"] != a.scorer_state()["dob_equal"]
+
+
+def test_index_values_plain_json_and_assigned():
+    idx = RecordingDict()
+    det = PersonDuplicateDetector(idx, SECRET, max_candidates=3)
+    for i in range(6):
+        det.process_one(person(f"e{i}", f"Nama Orang{i}", serial=i + 1, dob="1990-01-05"))
+    det.process_one(moved("m1", "Nama Orang1", 50))
+    det.process_one(person("u0", "Nama Orang0", serial=1, dob="1990-01-06", action="update"))
+    det.process_one({**person("r1", "Nama Orang2", serial=3), "action": "remove"})
+    idx.assert_no_in_place_mutation()
+    blob = json.dumps(idx)
+    assert nik_for("1990-01-05", "P", serial=1) not in blob and "3273010101010001" not in blob
+    # Blocks are capped at max_candidates, most recent kept.
+    assert all(len(v) <= 3 for k, v in idx.items() if k.startswith("dp:"))
+
+
+def test_secret_required():
+    with pytest.raises(ValueError):
+        PersonDuplicateDetector({}, b"")
