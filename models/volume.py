@@ -89,8 +89,16 @@ class VolumeModel(AnomalyDetector):
     * variances are never computed by subtraction (mean absolute deviations only)
       and every scale has a floor, so constant series and runs of zeros are safe.
 
-    Memory is fixed: 24 + 168 seasonal slots, 24 scale slots and at most
-    ``interval_window`` recent gaps, whatever the length of the series.
+    A silence of a count series is judged as a whole: each empty bucket adds
+    -log P(empty) to the run, P from the hour's empirical share of empty buckets
+    shrunk towards Poisson's exp(-expected), and the run's Gaussian-equivalent z,
+    sqrt(2 * sum), competes with the point's own z. So four silent office hours of a
+    series with two events a bucket alarm, while empty nights never do. A silence
+    that lasts ``shift_patience`` anomalous buckets is adopted like a level shift.
+
+    Memory is fixed: 24 + 168 seasonal slots, 24 + 24 + 24 scale and empty-share
+    slots, at most ``interval_window`` recent gaps and ``shift_patience`` run values,
+    whatever the length of the series.
 
     Parameters
     ----------

@@ -202,8 +202,8 @@ def test_memory_is_bounded_whatever_the_length():
     def size(m):
         return len(pickle.dumps(m.state_dict()))
 
-    short = trained(seasonal_counts(2000, minutes=1), minutes=1)
-    long = trained(seasonal_counts(20000, minutes=1), minutes=1)
+    short = trained(seasonal_counts(1000, minutes=1), minutes=1)
+    long = trained(seasonal_counts(8000, minutes=1), minutes=1)
     assert size(long) <= size(short) + 64
     assert len(long.gaps) <= long.interval_window
 
