@@ -304,7 +304,7 @@ class RegistrationBuilder:
         window_days = days[i:i + 3]
         for d in window_days:
             self._busy_days.add((reg, d))
-        n = max(20, self.n_voters // 400)
+        n = max(20, self.n_voters // 250)
         recs = []
         for _ in range(n):
             w = rng.choice(vs)
