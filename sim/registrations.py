@@ -92,6 +92,9 @@ class RegistrationBuilder:
     def _rec(self, voter: dict, village: Village, tps: str | None, source: str, at: dt.datetime,
              action: str = "add", *, person: Person | None = None, injected: bool = False,
              operator: str | None = "auto") -> Rec:
+        if source == "dukcapil":  # civil-registry (SIAK) exports write names and places in capitals
+            place = voter.get("birth_place")
+            voter = {**voter, "name": voter["name"].upper(), "birth_place": place.upper() if place else place}
         value = {
             "schema": "registration.v1",
             "event_id": "",

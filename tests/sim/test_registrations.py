@@ -96,6 +96,7 @@ def test_lookalikes_exist_unlabelled(out):
     names = Counter(v["voter"]["name"] for v in legit)
     assert names.most_common(1)[0][1] >= 10, "common names shared by unrelated voters"
     assert any(n.startswith(("H. ", "Hj. ")) for n in names)
+    assert any(n.isupper() for n in names) and any(not n.isupper() for n in names)  # SIAK capitals
     actions = Counter(e.value["action"] for e in out.legit())
     assert actions["update"] > 500 and actions["remove"] > 200
     # Moved: removed in one village and added again (same NIK) in another.
