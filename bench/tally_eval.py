@@ -117,6 +117,20 @@ def real(sample: str) -> bool:
     print(f"ocr_misread suggestions on {len(ocr)} tallies, e.g.: "
           + "; ".join(f"{f.subject_id} {s['field']} {s['seen']}->{s['suggested']}"
                       for f in ocr[:4] for s in f.evidence["suggestions"][:1]))
+    # Why a simulated null: the textbook uniform last-digit test on the same clean tallies.
+    import numpy as np
+    from scipy import stats
+    clean_events = [e for e in events if e["event_id"] in clean and e["registered"]["dpt"] > 0]
+    rows = [[e["valid"], [e["votes"][c] for c in sorted(e["votes"])], e["voters"],
+             sum((e["registered"].get(k) or 0) for k in ("dpt", "dptb", "dpk"))] for e in clean_events]
+    res = DigitForensics({}).evaluate(rows, np.random.default_rng(20240214))
+    counts = np.array([c for r in rows for c in r[1] if c >= 10])
+    uniform_p = stats.chisquare(np.bincount(counts % 10, minlength=10)).pvalue
+    print(f"last digit on all {len(rows)} clean tallies pooled: uniform-null p = {uniform_p:.3g}; "
+          f"simulated-null p = {res['last_digit']['p_value']}; second digit simulated-null p = "
+          f"{res['second_digit']['p_value']}; integer turnout {res['integer_turnout']['observed']} seen vs "
+          f"{res['integer_turnout']['expected']} expected (p = {res['integer_turnout']['p_value']}); "
+          f"fingerprint {res['fingerprint']['observed']} vs {res['fingerprint']['expected']} expected")
     missed = broken_ids - flagged.get("tally_arithmetic", set())
     print(f"arithmetic errors NOT flagged: {len(missed)}")
     return not missed
@@ -177,6 +191,7 @@ def build_synthetic(seed: int, villages: int) -> dict:
              "ocr_leading", "revision_change", "lone_outlier"]
     targets = rnd.sample([e for e in events if e["region"]["regency"] != fabricated_regency], 30 * len(kinds))
     extra = []
+    lone = set()
     for i, ev in enumerate(targets):
         kind = kinds[i % len(kinds)]
         lab = labels[ev["event_id"]]
@@ -195,14 +210,14 @@ def build_synthetic(seed: int, villages: int) -> dict:
             ev["voters"] += add
             ev["valid"] += add
             votes["02"] += add
-            lab.add("tally_arithmetic")
+            lab |= {"tally_arithmetic", "peer_outlier"}   # it adds up, so peers judge its turnout > 100 %
         elif kind == "cap":  # a candidate above the cap, the form made to add up
             reg = ev["registered"]
             add = 300 + reg["dptb"] + reg["dpk"] + rnd.randint(1, 50) - votes["02"]
             votes["02"] += add
             ev["valid"] += add
             ev["voters"] += add
-            lab.add("tally_arithmetic")
+            lab |= {"tally_arithmetic", "peer_outlier"}
         elif kind == "dpt_zero":
             ev["registered"] = {"dpt": 0, "dptb": 0, "dpk": 0}
             lab.add("tally_arithmetic")
@@ -236,6 +251,7 @@ def build_synthetic(seed: int, villages: int) -> dict:
             ev["valid"] = reg
             ev["votes"] = {"01": 0, "02": reg, "03": 0}
             lab.add("peer_outlier")
+            lone.add(ev["event_id"])
     for ev, later in extra:
         i = events.index(ev)
         events[i + 1:i + 1] = later
@@ -248,7 +264,7 @@ def build_synthetic(seed: int, villages: int) -> dict:
         slots = sorted(pos[id(x)] for x in [ev] + later)
         for s, x in zip(slots, [ev] + later):
             order[s] = x
-    stuffed = Counter(e["region"]["regency"] for e in events if "peer_outlier" in labels[e["event_id"]])
+    stuffed = Counter(e["region"]["regency"] for e in events if e["event_id"] in lone)
     return {"order": order, "labels": labels, "fix": fix, "high": high, "fabricated": fabricated_regency,
             "stuffed": stuffed}
 

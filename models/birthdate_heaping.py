@@ -44,7 +44,8 @@ class BirthdateHeaping:
         ``MutableMapping``: ``national`` -> ``{"n", "k"}`` (records, of which
         default dates); ``r:<regency>`` -> ``{"n", "k"}`` (its baseline: the
         windows already judged normal), ``{"wn", "wk"}`` (the current window),
-        ``"flagged"``. One entry per regency, so bounded. Assigned back.
+        ``"flagged"``, ``"ids"`` (the window's default-date event ids). One
+        entry per regency, so bounded. Assigned back.
     window
         Records per regency between tests (and the size of the tested window).
     prior_strength
@@ -58,6 +59,9 @@ class BirthdateHeaping:
         The window's share must also be this many times both references.
     min_national
         Records counted nationally before any test (the national share must mean something).
+    max_event_ids
+        Event ids of the window's default-date records kept (the latest), and
+        listed in the finding's ``event_ids``, newest first.
 
     Notes
     -----
@@ -92,7 +96,7 @@ class BirthdateHeaping:
     version = "1"
 
     def __init__(self, secret: bytes, state: MutableMapping[str, Any], window: int = 500, prior_strength: float = 2000.0,
-                 alpha: float = 1e-4, min_ratio: float = 1.5, min_national: int = 5000):
+                 alpha: float = 1e-4, min_ratio: float = 1.5, min_national: int = 5000, max_event_ids: int = 50):
         self.secret = secret
         self.state = state
         self.window = window
@@ -100,6 +104,7 @@ class BirthdateHeaping:
         self.alpha = alpha
         self.min_ratio = min_ratio
         self.min_national = min_national
+        self.max_event_ids = max_event_ids
 
     @staticmethod
     def _birth(voter: dict, ref: date) -> date | None:
@@ -130,6 +135,10 @@ class BirthdateHeaping:
         r = dict(self.state.get(key) or {"n": 0, "k": 0, "wn": 0, "wk": 0, "flagged": False})
         r["wn"] += 1
         r["wk"] += hit
+        if hit:
+            # The window's default-date records, so an alert names the records behind it (bounded).
+            ids = (r.get("ids") or []) + [event["event_id"]]
+            r["ids"] = ids[max(0, len(ids) - self.max_event_ids):]
         out: list[Finding] = []
         if r["wn"] >= self.window:
             if nat["n"] >= self.min_national:
@@ -144,6 +153,7 @@ class BirthdateHeaping:
                 r["n"] += r["wn"]
                 r["k"] += r["wk"]
             r["wn"] = r["wk"] = 0
+            r["ids"] = []
         self.state[key] = r
         return out
 
@@ -171,8 +181,8 @@ class BirthdateHeaping:
                 subject_kind="region", subject_id=regency,
                 summary=(f"Regency {regency}: {share:.1%} of the last {n} new voters have a default birth date "
                          f"(1 Jan, 1 Jul, 31 Dec), against {p_own:.1%} in its baseline and {p_nat:.1%} nationally."),
-                evidence=evidence, event_ids=[event["event_id"]], region=region, occurred_at=when,
-                kind="default_date_share",
+                evidence=evidence, event_ids=list(reversed(r.get("ids") or [event["event_id"]])),
+                region=region, occurred_at=when, kind="default_date_share",
             )
         if r["flagged"]:
             return Finding(

@@ -42,7 +42,8 @@ class PeerOutlier:
     ----------
     state
         ``MutableMapping``. ``v:<village>`` holds ``{"peers": [[tps, turnout,
-        {candidate: share}, event_id, contest], ...], "flagged": [tps, ...]}``;
+        {candidate: share}, event_id, contest, revision], ...], "flagged":
+        ["tps|contest", ...]}``;
         ``d:<district>`` holds ``{"peers": [...]}``. Values are assigned back.
     min_peers
         Peers needed before a TPS is judged at a level.
@@ -72,9 +73,11 @@ class PeerOutlier:
     other TPS, else against its district (when that has ``min_peers``), else
     not at all. Every new tally re-judges the TPS of its village: a TPS flagged
     early against the district is resolved once its own village shows the same
-    figures. Turnout is voters / (DPT + DPTb + DPK). Tallies whose arithmetic
-    is broken are left to ``tally_arithmetic`` (their figures are not to be
-    trusted, and would distort the peers' medians).
+    figures. Turnout is voters / (DPT + DPTb + DPK). Tallies whose sums do not
+    add up (or with DPT 0) are left to ``tally_arithmetic``: their figures
+    cannot be trusted and would distort the peers' medians. A tally that adds
+    up but has more voters than registered (ballot stuffing done neatly) is
+    judged: its turnout above 100 % is exactly what peers show up.
 
     Examples
     --------
@@ -112,7 +115,8 @@ class PeerOutlier:
         valid = int(event.get("valid") or 0)
         if reg <= 0 or valid <= 0:
             return None
-        if check_tally(event, self.cap, self.reserve_rate):
+        broken = {b.rule for b in check_tally(event, self.cap, self.reserve_rate)}
+        if broken & {"sum_valid", "valid_invalid_voters", "dpt_zero"}:
             return None
         turnout = int(event["voters"]) / reg
         shares = {str(c): int(n) / valid for c, n in event["votes"].items()}
@@ -125,7 +129,7 @@ class PeerOutlier:
         return peers[-max_peers:]
 
     def _judge(self, row: list, village: list, district: list) -> dict | None:
-        tps, turnout, shares, _, contest = row
+        tps, turnout, shares, _, contest, _ = row
         level, peers = None, []
         v_peers = [p for p in village if p[0] != tps and p[4] == contest]
         # TPS numbers follow the RT/RW map, so the nearest numbers are the nearest neighbours:
@@ -160,10 +164,13 @@ class PeerOutlier:
         figs = self._figures(event)
         if figs is None:
             return []
-        row = [tps, figs[0], figs[1], event["event_id"], contest]
+        revision = int(event.get("revision") or 0)
+        row = [tps, figs[0], figs[1], event["event_id"], contest, revision]
         vkey, dkey = f"v:{vcode}", f"d:{dcode}"
         vstate = self.state.get(vkey) or {"peers": [], "flagged": []}
         dstate = self.state.get(dkey) or {"peers": []}
+        if any(p[0] == tps and p[4] == contest and p[5] > revision for p in vstate["peers"]):
+            return []  # an older revision delivered late: the TPS's later figures stand
         village = self._put(vstate["peers"], row, self.max_peers)
         district = self._put(dstate["peers"], row, self.max_peers)
 

@@ -103,3 +103,15 @@ def test_removals_and_updates_do_not_count():
     for action in ("remove", "update"):
         det.process_one(reg("3273", 1.0, action=action))
     assert len(table) == 0
+
+
+def test_finding_lists_the_windows_default_date_records():
+    rnd = random.Random(5)
+    det = BirthdateHeaping(b"k", AssignOnlyTable(), window=300, min_national=1000, max_event_ids=20)
+    reg = make(rnd)
+    run(det, reg, [(rg, 0.09, 1) for rg in ("3273", "3171")] * 1500)
+    events = [reg("3204", 0.5) for _ in range(300)]
+    found = [f for ev in events for f in det.process_one(ev)]
+    [f] = found
+    defaults = [e["event_id"] for e in events if e["voter"]["birth_date"][5:] == "01-01"]
+    assert f.event_ids == list(reversed(defaults[-20:]))

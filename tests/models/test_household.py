@@ -75,19 +75,25 @@ def test_resent_or_updated_member_is_not_counted_twice():
     assert table[keyed_hash(SECRET, "nkk:" + NKK)]["count"] == 2
 
 
-def test_seven_additions_within_an_hour_is_a_burst():
+def test_eleven_additions_within_an_hour_is_a_burst():
     det = Household(SECRET, AssignOnlyTable())
     found = []
-    for i in range(7):
+    for i in range(11):
         found += det.process_one(reg(i, f"2023-11-01T09:{5 * i:02d}:00+07:00"))
     [f] = found
-    assert (f.kind, f.severity) == ("burst", "warning") and f.evidence["additions"] == 7
+    assert (f.kind, f.severity) == ("burst", "warning") and f.evidence["additions"] == 11
     assert f.window[0].isoformat() == "2023-11-01T09:00:00+07:00"
 
 
-def test_six_additions_within_an_hour_is_a_family_not_a_burst():
+def test_a_large_family_registered_in_one_coklit_visit_is_not_a_burst():
     det = Household(SECRET, AssignOnlyTable())
-    assert [f for i in range(6) for f in det.process_one(reg(i, f"2023-11-01T09:{9 * i:02d}:00+07:00"))] == []
+    assert [f for i in range(9) for f in det.process_one(reg(i, f"2023-11-01T09:{2 * i:02d}:00+07:00"))] == []
+
+
+def test_burst_threshold_is_a_constructor_argument():
+    det = Household(SECRET, AssignOnlyTable(), burst_count=6)
+    found = [f for i in range(7) for f in det.process_one(reg(i, f"2023-11-01T09:{5 * i:02d}:00+07:00"))]
+    assert [f.kind for f in found] == ["burst"]
 
 
 def test_additions_spread_over_a_day_are_not_a_burst():

@@ -138,3 +138,12 @@ def test_new_revision_replaces_the_old_row():
     det.process_one(ev)
     det.process_one(dict(ev, event_id="ev-r1", revision=1))
     assert len(table["v:3173011005"]["peers"]) == 1
+
+
+def test_late_older_revision_does_not_replace_newer_figures():
+    table = AssignOnlyTable()
+    det = PeerOutlier(table)
+    ev = tally("3173011005", 1, 0.78, [0.3, 0.5, 0.2])
+    det.process_one(dict(ev, event_id="ev-r1", revision=1))
+    assert det.process_one(dict(ev, event_id="ev-r0", revision=0, voters=10)) == []
+    assert [p[3] for p in table["v:3173011005"]["peers"]] == ["ev-r1"]
