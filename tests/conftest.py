@@ -213,5 +213,32 @@ async def read_topic(settings: Settings, topic: str, until: int, timeout: float 
     return out
 
 
+async def read_alerts_covering(settings: Settings, event_ids: set[str], timeout: float = 180.0) -> list[dict]:
+    """Alerts from the start of the alerts topic until every id in ``event_ids`` has one (or timeout)."""
+    from aiokafka import AIOKafkaConsumer
+
+    from app.kafka_io import client_options
+
+    consumer = AIOKafkaConsumer(settings.topic_alerts, **client_options(settings), auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    alerts: list[dict] = []
+    covered: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not event_ids <= covered:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    alert = orjson.loads(r.value)
+                    alerts.append(alert)
+                    covered.update(alert["event_ids"])
+        # a moment more, so republished copies are seen too
+        for records in (await consumer.getmany(timeout_ms=1500)).values():
+            alerts.extend(orjson.loads(r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return alerts
+
+
 def alerts_of(records: list) -> list[dict]:
     return [orjson.loads(r.value) for r in records]
