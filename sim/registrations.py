@@ -10,6 +10,7 @@ removals; then each anomaly family.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from .regions import IMPOSSIBLE_PROVINCES, Village, utc_offset
 STREAM = "registrations"
 SOURCES = ("coklit", "online", "dukcapil", "manual")
 SOURCE_SHARES = (0.62, 0.14, 0.12, 0.12)
+_SOURCE_CUM = tuple(itertools.accumulate(SOURCE_SHARES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,7 @@ class RegistrationBuilder:
         return rec
 
     def _source(self) -> str:
-        return self.rng.choices(SOURCES, weights=SOURCE_SHARES)[0]
+        return self.rng.choices(SOURCES, cum_weights=_SOURCE_CUM)[0]
 
     def _other_village(self, v: Village, *, other_regency: bool | None = None) -> Village:
         pool = [w for w in self.villages if w.code != v.code]

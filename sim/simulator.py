@@ -29,6 +29,7 @@ from .clock import Clock
 from .labels import LabelBook, Rec
 from .nik import NikIssuer
 from .population import Household, PopulationBuilder, assign_tps
+from .rand import SimRandom
 from .regions import choose_villages
 from .registrations import RegistrationBuilder
 from .results import ResultBuilder, TpsInfo
@@ -116,7 +117,7 @@ class Simulator:
     def _rng(self, part: str) -> random.Random:
         # One independent stream per part: changing how results are drawn does not
         # change the registrations of the same seed.
-        return random.Random(f"pantau-sim:{self.seed}:{part}")
+        return SimRandom(f"pantau-sim:{self.seed}:{part}")
 
     def _build(self) -> None:
         if self._built:

@@ -154,7 +154,9 @@ def test_volume_spike_and_silences(out):
         start, end = _window(lb)
         inside = [e for e in out.regs if start <= e.at < end and e.value["region"]["regency"] == lb["region"]["regency"]
                   and e.value["source"] == lb["source"]]
-        assert len(inside) >= 60 and all(lb in e.labels for e in inside)
+        injected = [e for e in inside if lb in e.labels]
+        assert len(injected) >= 60 and len(injected) > 0.9 * len(inside)  # a few legit ones may coincide
+        assert all(start <= e.at < end for e in out.regs if lb in e.labels)
     for lb in silences:
         start, end = _window(lb)
         assert end - start >= dt.timedelta(hours=6)

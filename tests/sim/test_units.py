@@ -85,3 +85,19 @@ def test_zero_rate_is_a_clean_baseline():
         assert nik_problems(v["nik"], v["birth_date"] or None, v["sex"]) == []
     assert all(tally_problems(e.value) == [] for e in sim.results())
     assert any(e.value["revision"] == 1 for e in sim.results())
+
+
+def test_sim_random_is_deterministic_and_uniform():
+    from collections import Counter
+
+    from sim.rand import SimRandom
+    a, b = SimRandom("x"), SimRandom("x")
+    assert [a.randint(1, 6) for _ in range(50)] == [b.randint(1, 6) for _ in range(50)]
+    r = SimRandom(1)
+    counts = Counter(r.randint(1, 6) for _ in range(60000))
+    assert set(counts) == {1, 2, 3, 4, 5, 6} and min(counts.values()) > 9400
+    picks = Counter(r.choices("abc", cum_weights=(0.5, 0.75, 1.0))[0] for _ in range(40000))
+    assert 19000 < picks["a"] < 21000 and 9000 < picks["c"] < 11000
+    assert sorted(r.sample(range(10), 10)) == list(range(10))
+    with pytest.raises(IndexError):
+        r.choice([])
