@@ -193,13 +193,13 @@ class VolumeModel(AnomalyDetector):
     def __init__(
         self,
         grace_period: int = 48,
-        level_alpha: float = 0.1,
+        level_alpha: float = 0.05,
         season_alpha: float = 0.2,
         scale_alpha: float = 0.05,
         z_scale: float = 3.0,
         clip_z: float = 3.0,
         shift_z: float = 4.0,
-        shift_patience: int = 12,
+        shift_patience: int = 24,
         interval_window: int = 15,
         persist_alpha: float = 0.3,
     ):
