@@ -148,10 +148,12 @@ _KEYBOARD = {"a": "sq", "i": "uo", "u": "yi", "e": "wr", "o": "ip", "n": "bm", "
 
 def typo(rng: random.Random, name: str) -> str:
     """One typing error in the name: swap, drop, double or neighbour-key substitution."""
-    letters = [i for i, c in enumerate(name) if c.isalpha()]
-    if len(letters) < 4:
+    # Inside words only: typists rarely get a capital initial wrong.
+    letters = [i for i, c in enumerate(name)
+               if c.isalpha() and i > 0 and name[i - 1].isalpha() and i + 1 < len(name)]
+    if len(letters) < 3:
         return name + name[-1]
-    i = rng.choice(letters[1:-1])
+    i = rng.choice(letters[:-1])
     kind = rng.randrange(4)
     if kind == 0 and name[i + 1].isalpha() and name[i] != name[i + 1]:
         return name[:i] + name[i + 1] + name[i] + name[i + 2:]

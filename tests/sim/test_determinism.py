@@ -72,3 +72,19 @@ def test_cli(tmp_path, capsys):
     assert "unknown province" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--help"])
+
+
+def test_same_output_whatever_the_hash_seed(tmp_path):
+    """No set or dict ordering leaks into the output (PYTHONHASHSEED differs per process)."""
+    import os
+    import subprocess
+    import sys
+
+    blobs = []
+    for h in ("1", "2"):
+        out = tmp_path / h
+        env = {**os.environ, "PYTHONHASHSEED": h}
+        subprocess.run([sys.executable, "-m", "sim", "--out", str(out), "--voters", "500", "--regions", "32", "73"],
+                       check=True, env=env, capture_output=True)
+        blobs.append([(out / n).read_bytes() for n in ("registrations.jsonl", "results.jsonl", "labels.jsonl")])
+    assert blobs[0] == blobs[1]
