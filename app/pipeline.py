@@ -47,6 +47,9 @@ class Route:
     event: dict[str, Any]
 
 
+#: Where the duplicate scorer's learned coefficients are kept in the ``learned`` store.
+SCORER_KEY = "duplicate_person.scorer"
+
 #: Route kinds and the stores their detectors keep (also the worker's internal topics).
 ROUTE_KINDS = ("person_block", "household", "regency_tally")
 
@@ -139,14 +142,30 @@ class Pipeline:
             return []
 
     def on_feedback(self, alert: dict[str, Any], is_true: bool) -> bool:
-        """Teach the detectors that learn from staff verdicts; True when one learned."""
+        """Teach the detectors that learn from staff verdicts; True when one learned.
+
+        What was learned is saved to the ``learned`` store, so a restarted
+        worker scores with it (see :meth:`restore_learned`).
+        """
         learned = False
         for learner in self.feedback_learners:
             try:
                 learned |= bool(learner(alert, is_true))
             except Exception:  # noqa: BLE001
                 log.exception("feedback learner failed")
+        if learned and self.person_block is not None:
+            self.stores("learned")[SCORER_KEY] = self.person_block.scorer_state()
         return learned
+
+    def restore_learned(self) -> bool:
+        """Load what earlier feedback taught (after a restart); True when something was loaded."""
+        state = self.stores("learned").get(SCORER_KEY)
+        if not state or self.person_block is None:
+            return False
+        restored = type(self.person_block)(self.person_block.index, self.settings.secret, prior=state,
+                                           threshold=self.person_block.threshold)
+        self.person_block.model = restored.model
+        return True
 
     # -- everything at once (replay, tests) ------------------------------
     def process_local(self, stream: str, event: dict[str, Any]) -> list[Finding]:

@@ -81,6 +81,7 @@ class Worker:
         self.alerter = Alerter(self.tables["alerts"], coalesce_seconds=settings.alert_coalesce_seconds)
         self._declare_agents()
         self._broker_was_up = False
+        self._restored = False
         self._web_runner: web.AppRunner | None = None
 
     # -- construction ---------------------------------------------------
@@ -125,14 +126,22 @@ class Worker:
         for kind in ROUTE_KINDS:
             self.topics[kind] = self._topic(internal_topic_name(s, kind))
 
+    #: Tables written outside the partition of the event being processed (from
+    #: timers, or with keys unrelated to the input key): their changelog
+    #: partition comes from the key instead (Faust's use_partitioner).
+    KEY_PARTITIONED = frozenset({"alerts", "learned", "volume"})
+
     def _declare_tables(self) -> None:
         self.tables: dict[str, MutableMapping[str, Any]] = {}
-        for name in ("alerts",):
-            self.tables[name] = self.app.Table(name, default=None, partitions=self.settings.partitions)
+        self._store("alerts")
+        self._store("learned")
 
     def _store(self, name: str) -> MutableMapping[str, Any]:
         if name not in self.tables:
-            self.tables[name] = self.app.Table(name, default=None, partitions=self.settings.partitions)
+            self.tables[name] = self.app.Table(
+                name, default=None, partitions=self.settings.partitions,
+                use_partitioner=name in self.KEY_PARTITIONED,
+            )
         return self.tables[name]
 
     def _declare_agents(self) -> None:
@@ -155,7 +164,16 @@ class Worker:
         agent.__name__ = f"{stream}_agent"
         return agent
 
+    def _restore_once(self) -> None:
+        # Tables are recovered before agents get messages, so the first message
+        # is the first moment learned state can be read.
+        if not self._restored:
+            self._restored = True
+            if self.pipeline.restore_learned():
+                log.info("restored the duplicate scorer's learned coefficients")
+
     async def _handle_input(self, stream: str, message: Any) -> None:
+        self._restore_once()
         started = time.perf_counter()
         try:
             event = self.validator.decode(stream, message.value)
@@ -200,6 +218,7 @@ class Worker:
                 except orjson.JSONDecodeError:  # only Pantau writes here; log and move on
                     log.error("unreadable routed event on %s offset %s", message.topic, message.offset)
                     continue
+                self._restore_once()
                 await self._publish(self.pipeline.on_route(kind, message.key.decode(), payload))
         agent.__name__ = f"route_{kind}_agent"
         return agent
@@ -207,6 +226,7 @@ class Worker:
     async def _feedback_agent(self, events: faust.StreamT) -> None:
         async for event in events.events():
             message = event.message
+            self._restore_once()
             try:
                 feedback = self.validator.decode("feedback", message.value)
             except InvalidEvent as exc:
