@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections import UserDict
+
+import orjson
 from datetime import date
 
 import pytest
@@ -19,11 +20,10 @@ class AssignOnlyTable(UserDict):
     """Like a Faust table: values handed out are copies, so only assignments persist."""
 
     def __getitem__(self, key):
-        return copy.deepcopy(self.data[key])
+        return orjson.loads(self.data[key])
 
     def __setitem__(self, key, value):
-        json.dumps(value)  # values must be plain JSON
-        self.data[key] = copy.deepcopy(value)
+        self.data[key] = orjson.dumps(value)  # values must be plain JSON; stored serialised, like a changelog
 
 
 def nik_for(district, birth, sex, serial=1):

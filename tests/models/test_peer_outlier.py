@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import copy
-import json
 import random
 from collections import UserDict
+
+import orjson
 
 from models.peer_outlier import PeerOutlier
 
 
 class AssignOnlyTable(UserDict):
     def __getitem__(self, key):
-        return copy.deepcopy(self.data[key])
+        return orjson.loads(self.data[key])
 
     def __setitem__(self, key, value):
-        json.dumps(value)
-        self.data[key] = copy.deepcopy(value)
+        self.data[key] = orjson.dumps(value)  # values must be plain JSON; stored serialised, like a changelog
 
 
 def tally(village, no, turnout, shares, dpt=250, invalid=3, event_id=None):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import copy
-import json
 from collections import UserDict
+
+import orjson
 
 import pytest
 
@@ -13,11 +13,10 @@ from models.tally_arithmetic import TallyArithmetic, check_tally, registered_lim
 
 class AssignOnlyTable(UserDict):
     def __getitem__(self, key):
-        return copy.deepcopy(self.data[key])
+        return orjson.loads(self.data[key])
 
     def __setitem__(self, key, value):
-        json.dumps(value)
-        self.data[key] = copy.deepcopy(value)
+        self.data[key] = orjson.dumps(value)  # values must be plain JSON; stored serialised, like a changelog
 
 
 def tally(votes=None, dpt=280, dptb=0, dpk=0, voters=None, valid=None, invalid=4, revision=0,
