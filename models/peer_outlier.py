@@ -8,6 +8,7 @@ while a whole village at 95 % is that village's normal and does not.
 
 from __future__ import annotations
 
+import heapq
 import statistics
 from collections.abc import MutableMapping
 from datetime import datetime
@@ -132,14 +133,16 @@ class PeerOutlier:
         tps, turnout, shares, _, contest, _ = row
         level, peers = None, []
         v_peers = [p for p in village if p[0] != tps and p[4] == contest]
-        # TPS numbers follow the RT/RW map, so the nearest numbers are the nearest neighbours:
-        # a big urban village holds pockets that vote differently, and a TPS is judged by its pocket.
-        v_peers = sorted(v_peers, key=lambda p: (abs(int(p[0][10:]) - int(tps[10:])), p[0]))[: self.neighbours]
-        d_peers = [p for p in district if p[0] != tps and p[4] == contest]
         if len(v_peers) >= self.min_peers:
-            level, peers = "village", v_peers
-        elif len(d_peers) >= self.min_peers:
-            level, peers = "district", d_peers
+            # TPS numbers follow the RT/RW map, so the nearest numbers are the nearest neighbours:
+            # a big urban village holds pockets that vote differently, and a TPS is judged by its pocket.
+            me = int(tps[10:])
+            level = "village"
+            peers = heapq.nsmallest(self.neighbours, v_peers, key=lambda p: (abs(int(p[0][10:]) - me), p[0]))
+        else:
+            d_peers = [p for p in district if p[0] != tps and p[4] == contest]
+            if len(d_peers) >= self.min_peers:
+                level, peers = "district", d_peers
         if level is None:
             return None
         measures = {"turnout": (turnout, [p[1] for p in peers])}
@@ -180,7 +183,7 @@ class PeerOutlier:
         now_flagged = {k for k in flagged if k in present}
         # Only the new TPS's neighbourhood can change its verdict, plus what is flagged (it may resolve).
         me = int(tps[10:])
-        near = sorted(village, key=lambda r: (abs(int(r[0][10:]) - me), r[0]))[: 2 * self.neighbours + 1]
+        near = heapq.nsmallest(2 * self.neighbours + 1, village, key=lambda r: (abs(int(r[0][10:]) - me), r[0]))
         todo = {f"{r[0]}|{r[4]}": r for r in near}
         todo.update({f"{r[0]}|{r[4]}": r for r in village if f"{r[0]}|{r[4]}" in flagged})
         for rkey, r in todo.items():
