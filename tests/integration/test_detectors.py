@@ -1,0 +1,103 @@
+"""Each detector family end to end on the embedded broker, through real workers."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.conftest import produce, read_alerts_covering, run
+from tests.factories import dumps, registration, result
+
+pytestmark = pytest.mark.integration
+
+
+def reg_records(*events):
+    return [("registrations", e["voter"]["nik"].encode(), dumps(e)) for e in events]
+
+
+def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
+    worker = worker_factory().start()
+    s = worker.settings
+    ridwan = registration(name="Muhammad Ridwan", birth="1988-04-12", sex="L", serial=21, village="3273011001",
+                          birth_place="Bandung", nkk="3273011204880001")
+    # same person, another NIK (re-issued elsewhere), name written the short way, moved house
+    ridwan_again = registration(name="M. Ridwan", birth="1988-04-12", sex="L", serial=77, village="3201021002",
+                                birth_place="Bandung", nkk="3201020202020002", address="Gg. Melati 12")
+    # same NIK, same person, second TPS
+    dewi = registration(name="Dewi Lestari", birth="1992-09-03", sex="P", serial=5, village="3273011001")
+    dewi_again = registration(name="Dewi Lestari", birth="1992-09-03", sex="P", nik=dewi["voter"]["nik"],
+                              village="3273021003", tps_no=4)
+    # the NIK typed onto somebody else
+    stranger = registration(name="Yohanes Simanjuntak", birth="1965-12-30", sex="L", nik=dewi["voter"]["nik"],
+                            village="1271011001", birth_place="Medan", nkk="1271010101650003")
+    # family members at one address with one name are not duplicates
+    father = registration(name="Ahmad Hidayat", birth="1960-02-01", sex="L", serial=31, nkk="3273010101600009")
+    son = registration(name="Ahmad Hidayat", birth="1990-07-15", sex="L", serial=32, nkk="3273010101600009")
+    run(produce(s, reg_records(ridwan, dewi, father, son, ridwan_again, dewi_again, stranger)))
+
+    alerts = run(read_alerts_covering(s, {ridwan_again["event_id"], dewi_again["event_id"], stranger["event_id"]}))
+    kinds = {a["detector"]: a for a in alerts if a["detector"] in ("duplicate_person", "duplicate_nik", "nik_conflict")}
+    assert kinds["duplicate_person"]["event_ids"][:2] == [ridwan_again["event_id"], ridwan["event_id"]]
+    assert kinds["duplicate_nik"]["event_ids"][:2] == [dewi_again["event_id"], dewi["event_id"]]
+    assert stranger["event_id"] in kinds["nik_conflict"]["event_ids"]
+    assert not any({father["event_id"], son["event_id"]} <= set(a["event_ids"]) for a in alerts), \
+        "father and son with one name at one address were flagged"
+    for a in kinds.values():
+        text = orjson.dumps(a).decode()
+        for e in (ridwan, ridwan_again, dewi, stranger):
+            assert e["voter"]["nik"] not in text and e["voter"]["name"] not in text
+
+    # Staff confirm the match; a later pair of the same shape scores higher.
+    first = kinds["duplicate_person"]
+    verdicts = [{"alert_id": first["alert_id"], "verdict": "true_positive",
+                 "decided_at": "2023-11-02T10:00:00+07:00", "reviewer": "staff-1"}] * 5
+    run(produce(s, [("feedback", first["alert_id"].encode(), orjson.dumps(v)) for v in verdicts]))
+    worker.wait_metric("pantau_events_total", 5, stream="feedback", outcome="processed")
+    yusuf = registration(name="Muhammad Yusuf", birth="1979-06-21", sex="L", serial=41, village="3273011001",
+                         birth_place="Bandung", nkk="3273012106790001")
+    yusuf_again = registration(name="M. Yusuf", birth="1979-06-21", sex="L", serial=88, village="3201021002",
+                               birth_place="Bandung", nkk="3201020202020002", address="Gg. Melati 12")
+    run(produce(s, reg_records(yusuf, yusuf_again)))
+    later = [a for a in run(read_alerts_covering(s, {yusuf_again["event_id"]}))
+             if a["detector"] == "duplicate_person" and yusuf_again["event_id"] in a["event_ids"]]
+    assert later and later[0]["score"] > first["score"], (later[0]["score"], first["score"])
+
+    # Kill the worker: a fresh process recovers the person index and still catches a third record.
+    worker.kill()
+    second = worker_factory(s.replace(data_dir=tmp_path / "after-kill"))
+    ridwan_third = registration(name="Mohamad Ridwan", birth="1988-04-12", sex="L", serial=99,
+                                village="3174011001", birth_place="Bandung", nkk="3174010101880004")
+    run(produce(s, reg_records(ridwan_third)))
+    second.start()
+    alerts = run(read_alerts_covering(s, {ridwan_third["event_id"]}))
+    assert any(a["detector"] == "duplicate_person" and ridwan_third["event_id"] in a["event_ids"]
+               and ridwan["event_id"] in a["event_ids"] for a in alerts)
+
+
+def test_tally_findings_end_to_end(worker_factory):
+    worker = worker_factory().start()
+    s = worker.settings
+    village = "3273011001"
+    peers = [result(tps=f"{village}{i:03d}", votes={"01": 70 + i, "02": 95 - i, "03": 40}, dpt=290, invalid=4)
+             for i in range(1, 9)]
+    # 100 % turnout, one candidate takes everything, among ordinary peers
+    lone = result(tps=f"{village}020", votes={"01": 0, "02": 286, "03": 0}, dpt=286, invalid=0)
+    # 177 read as 677: the sum no longer matches valid votes
+    misread = result(tps=f"{village}021", votes={"01": 677, "02": 60, "03": 20}, valid=257, invalid=5, dpt=280)
+    first = result(tps=f"{village}022", votes={"01": 100, "02": 90, "03": 30})
+    revised = dict(result(tps=f"{village}022", votes={"01": 100, "02": 99, "03": 30}), revision=1)
+    events = peers + [lone, misread, first, revised]
+    run(produce(s, [("results", e["tps"].encode(), dumps(e)) for e in events]))
+    alerts = run(read_alerts_covering(s, {lone["event_id"], misread["event_id"], revised["event_id"]}))
+    by = {}
+    for a in alerts:
+        for e in a["event_ids"]:
+            by.setdefault(e, {})[a["detector"]] = a
+    assert "peer_outlier" in by[lone["event_id"]]
+    misread_alert = by[misread["event_id"]]["ocr_misread"]
+    assert misread_alert["severity"] == "warning"
+    assert "177" in orjson.dumps(misread_alert["evidence"]).decode()
+    assert by[misread["event_id"]]["tally_arithmetic"]["severity"] == "critical"
+    rev = by[revised["event_id"]]["revision"]
+    assert "90" in orjson.dumps(rev["evidence"]).decode() and "99" in orjson.dumps(rev["evidence"]).decode()
+    assert not any("tally_arithmetic" in by.get(p["event_id"], {}) for p in peers)
