@@ -53,3 +53,9 @@ def test_every_setting_is_documented_in_the_readme():
 def test_password_is_not_in_repr():
     s = Settings().replace(sasl_password="hunter2")
     assert "hunter2" not in repr(s)
+
+
+def test_example_env_file_lists_every_setting():
+    example = (README.parent / "config" / "pantau.env.example").read_text()
+    for var, _default, _doc in Settings().documented():
+        assert f"# {var}=" in example, f"{var} is missing from config/pantau.env.example"
