@@ -55,8 +55,12 @@ class PeerOutlier:
         flagged a block of 20 adjacent TPS voting alike but unlike the rest of
         their 270-TPS village.
     max_peers
-        Peers kept per village and per district (the most recent), bounding
-        state (urban villages have up to a few hundred TPS).
+        Peers kept per village (the most recent), bounding state: urban
+        villages have up to a few hundred TPS. A row is about 110 bytes, and a
+        Faust table writes the whole value at every tally.
+    max_district_peers
+        Peers kept per district; they only serve while a village has too few
+        of its own, so the most recent 100 are plenty for a median.
     threshold
         |robust z| at which a TPS is an outlier (``info``).
     strong
@@ -99,12 +103,13 @@ class PeerOutlier:
     version = "1"
 
     def __init__(self, state: MutableMapping[str, Any], min_peers: int = 5, neighbours: int = 12,
-                 max_peers: int = 400, threshold: float = 5.0, strong: float = 8.0, min_scale: float = 0.05,
+                 max_peers: int = 400, max_district_peers: int = 100, threshold: float = 5.0, strong: float = 8.0, min_scale: float = 0.05,
                  cap: int | None = 300, reserve_rate: float = 0.02):
         self.state = state
         self.min_peers = min_peers
         self.neighbours = neighbours
         self.max_peers = max_peers
+        self.max_district_peers = max_district_peers
         self.threshold = threshold
         self.strong = strong
         self.min_scale = min_scale
@@ -119,8 +124,9 @@ class PeerOutlier:
         broken = {b.rule for b in check_tally(event, self.cap, self.reserve_rate)}
         if broken & {"sum_valid", "valid_invalid_voters", "dpt_zero"}:
             return None
-        turnout = int(event["voters"]) / reg
-        shares = {str(c): int(n) / valid for c, n in event["votes"].items()}
+        # Four decimals are far below sampling noise and halve the state written per tally.
+        turnout = round(int(event["voters"]) / reg, 4)
+        shares = {str(c): round(int(n) / valid, 4) for c, n in event["votes"].items()}
         return turnout, shares
 
     @staticmethod
@@ -175,7 +181,7 @@ class PeerOutlier:
         if any(p[0] == tps and p[4] == contest and p[5] > revision for p in vstate["peers"]):
             return []  # an older revision delivered late: the TPS's later figures stand
         village = self._put(vstate["peers"], row, self.max_peers)
-        district = self._put(dstate["peers"], row, self.max_peers)
+        district = self._put(dstate["peers"], row, self.max_district_peers)
 
         out: list[Finding] = []
         flagged = set(vstate["flagged"])
