@@ -234,7 +234,9 @@ def simulator_series(console: Console, seeds=(1, 2, 3, 4), bucket: int = 900) ->
         if not events or not labels:
             continue
         t_first = math.floor(events[0].at.timestamp() / bucket)
-        t_last = math.floor(events[-1].at.timestamp() / bucket)
+        # The registration period ends after sim.days: the quiet after it is no anomaly.
+        period_end = (sim.start + timedelta(days=sim.days)).timestamp()
+        t_last = min(math.floor(events[-1].at.timestamp() / bucket), math.floor(period_end / bucket) - 1)
         for k, lab in enumerate(labels):
             reg = lab["region"]
             level = "regency" if reg.get("regency") else "province"
@@ -243,7 +245,9 @@ def simulator_series(console: Console, seeds=(1, 2, 3, 4), bucket: int = 900) ->
                 r = e.value.get("region") or {}
                 if r.get(level) != reg[level] or (lab["source"] and e.value.get("source") != lab["source"]):
                     continue
-                counts[math.floor(e.at.timestamp() / bucket) - t_first] += 1
+                b = math.floor(e.at.timestamp() / bucket)
+                if b <= t_last:
+                    counts[b - t_first] += 1
             start = datetime.fromisoformat(lab["window"]["start"]).timestamp()
             idx = math.floor(start / bucket) - t_first
             times = [datetime.fromtimestamp((t_first + i) * bucket, tz=timezone.utc) for i in range(len(counts))]
