@@ -72,6 +72,7 @@ def real(sample: str) -> bool:
     raw = list(iter_sample(sample))
     events, reasons = [], Counter()
     readme = Counter()
+    all_dpt_came = set()
     for tps, rec in raw:
         ch, ad = rec.get("chart") or {}, rec.get("administrasi")
         votes = [ch.get(k) for k in ("100025", "100026", "100027")]
@@ -81,12 +82,15 @@ def real(sample: str) -> bool:
             readme["candidate above 300"] += max(votes) > 300
             readme["DPT 0"] += ad["pemilih_dpt_j"] == 0
             readme["suara_total != pengguna_total_j"] += ad["suara_total"] != ad["pengguna_total_j"]
-            readme["pengguna_total_j == pemilih_dpt_j (turnout = DPT)"] += ad["pengguna_total_j"] == ad["pemilih_dpt_j"]
-            readme["pengguna_dpt_j == pemilih_dpt_j"] += ad["pengguna_dpt_j"] == ad["pemilih_dpt_j"]
+            readme["every DPT voter came (pengguna_dpt_j == pemilih_dpt_j > 0)"] += (
+                ad["pengguna_dpt_j"] == ad["pemilih_dpt_j"] > 0)
         try:
             events.append(convert(tps, rec))
         except SirekapRecordError as e:
             reasons[e.reason] += 1
+            continue
+        if ad["pengguna_dpt_j"] == ad["pemilih_dpt_j"] > 0:
+            all_dpt_came.add(events[-1]["event_id"])
     print(f"records: {len(raw)} (distinct TPS {len({t for t, _ in raw})}); converted: {len(events)}; "
           f"not convertible: {dict(reasons)}")
     print("README figures re-derived from the raw records:")
@@ -131,6 +135,8 @@ def real(sample: str) -> bool:
           f"{res['second_digit']['p_value']}; integer turnout {res['integer_turnout']['observed']} seen vs "
           f"{res['integer_turnout']['expected']} expected (p = {res['integer_turnout']['p_value']}); "
           f"fingerprint {res['fingerprint']['observed']} vs {res['fingerprint']['expected']} expected")
+    print(f"the {len(all_dpt_came)} tallies where every DPT voter came: {len(all_dpt_came & clean)} clean; flagged "
+          + ", ".join(f"{d} {len(flagged.get(d, set()) & all_dpt_came)}" for d in DETECTORS))
     missed = broken_ids - flagged.get("tally_arithmetic", set())
     print(f"arithmetic errors NOT flagged: {len(missed)}")
     return not missed
