@@ -132,7 +132,9 @@ class PersonDuplicateDetector:
     min_name_similarity
         Pairs whose names are less alike are not scored at all: every KPU
         duplicate rule starts from the name, and no weight of agreeing birth
-        date, address and household should make two names one person.
+        date, address and household should make two names one person. Pairs
+        whose birth dates are both known and differ (not swapped, not one
+        digit apart) are not scored either, for the same reason.
     critical_threshold
         Probability from which the finding is ``critical`` (else ``warning``).
     learning_rate
@@ -195,8 +197,15 @@ class PersonDuplicateDetector:
             if name != "intercept":
                 self.model._weights[name] = w  # River has no public setter for initial weights
         self.names = _CountMinSketch(sketch_width, sketch_depth)
+        self._current: tuple | None = None  # (event, compact, keys) inside process_one
 
     # -- records and keys ------------------------------------------------------
+
+    def _prepared(self, event: dict) -> tuple[list, list[str]]:
+        """Compact record and blocking keys; computed once per ``process_one``."""
+        if self._current is not None and self._current[0] is event:
+            return self._current[1], self._current[2]
+        return self.compact(event), self.blocking_keys(event)
 
     def compact(self, event: dict) -> list:
         """The record as stored in a block: hashes, normalised fields, no raw NIK/NKK."""
@@ -289,10 +298,11 @@ class PersonDuplicateDetector:
             return 0.0
         return round(_clip01(math.log10(max(self.names.count(norm_name), 1)) / 4.0), 4)
 
-    def features(self, a: list, b: list) -> dict[str, float]:
+    def features(self, a: list, b: list, sim: float | None = None) -> dict[str, float]:
         """Features of a pair of compact records: similarities and flags, no values."""
         x: dict[str, float] = {}
-        sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
+        if sim is None:
+            sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
         x["name_sim"] = sim
         x["name_close"] = round(_clip01((sim - 0.7) / 0.3), 4)
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
@@ -362,7 +372,7 @@ class PersonDuplicateDetector:
         takes it out. Reprocessing an event already in the block compares it
         with the records stored before it and changes nothing.
         """
-        rec = self.compact(event)
+        rec, keys = self._prepared(event)
         action = event.get("action", "add")
         block: list = list(self.index.get(block_key) or [])
         if action == "remove":
@@ -375,7 +385,6 @@ class PersonDuplicateDetector:
             return self._compare(rec, block[:pos], event)
         if action == "update":
             block = [c for c in block if c[1] != rec[1]]
-        keys = self.blocking_keys(event)
         if keys and keys[0] == block_key:
             self.names.add(rec[3])  # count each record once, on its first block
         findings = self._compare(rec, block, event)
@@ -384,9 +393,15 @@ class PersonDuplicateDetector:
 
     def process_one(self, event: dict) -> list[Finding]:
         """All blocks of one record (replay and tests); each pair reported once."""
-        nik_hash = keyed_hash(self.secret, str((event.get("voter") or {}).get("nik") or ""))
-        rkey = "dpr:" + nik_hash
-        keys = self.blocking_keys(event)
+        rec, keys = self.compact(event), self.blocking_keys(event)
+        self._current = (event, rec, keys)
+        try:
+            return self._process(event, rec, keys)
+        finally:
+            self._current = None
+
+    def _process(self, event: dict, rec: list, keys: list[str]) -> list[Finding]:
+        rkey = "dpr:" + rec[1]
         previous = list(self.index.get(rkey) or [])
         action = event.get("action", "add")
         if action in ("update", "remove"):
@@ -423,12 +438,18 @@ class PersonDuplicateDetector:
 
     def _compare(self, rec: list, candidates: list, event: dict) -> list[Finding]:
         out = []
+        toks = rec[3].split()
         for c in candidates:
             if c[1] == rec[1] or c[0] == rec[0]:
                 continue  # same NIK is duplicate_nik's business; never match oneself
-            x = self.features(rec, c)
-            if x["name_sim"] < self.min_name_similarity:
+            # The name gate first: most block members have another name, and
+            # the other features cost ten times more.
+            if date_relation(rec[4], c[4]) == "differ":
+                continue  # two known birth dates, neither equal, swapped nor one digit apart
+            sim = name_similarity(toks, c[3].split()) if toks and c[3] else 0.0
+            if sim < self.min_name_similarity:
                 continue
+            x = self.features(rec, c, sim)
             p = self.score(x)
             if p >= self.threshold:
                 out.append(self._finding(rec, c, x, p, event))
