@@ -95,7 +95,8 @@ class BirthdateHeaping:
     name = "birthdate_heaping"
     version = "1"
 
-    def __init__(self, secret: bytes, state: MutableMapping[str, Any], window: int = 500, prior_strength: float = 2000.0,
+    def __init__(self, secret: bytes, state: MutableMapping[str, Any], window: int = 500,
+                 prior_strength: float = 2000.0,
                  alpha: float = 1e-4, min_ratio: float = 1.5, min_national: int = 5000, max_event_ids: int = 50):
         self.secret = secret
         self.state = state

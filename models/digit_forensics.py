@@ -248,7 +248,8 @@ class DigitForensics:
                  n_tps: int, resolved: bool = False) -> Finding:
         p = res["p_value"]
         what = {"last_digit": "last digits of candidate counts", "second_digit": "second digits of candidate counts",
-                "integer_turnout": "integer-percent turnouts", "fingerprint": "TPS with turnout and winner share both above 90%"}[test]
+                "integer_turnout": "integer-percent turnouts",
+                "fingerprint": "TPS with turnout and winner share both above 90%"}[test]
         summary = (f"Regency {regency} {contest}: {what} depart from the data-respecting null over {n_tps} TPS "
                    f"(p = {p:.2g}); a statistical signal, not proof." if not resolved else
                    f"Regency {regency} {contest}: {what} are back within the null over {n_tps} TPS (p = {p:.2g}).")

@@ -155,7 +155,8 @@ class Eligibility:
                                      f"{age} years old on polling day, marital status unknown")
         elif age < 13:
             # Married voters may be under 17, but a married child under 13 is a data error.
-            kind, sev, score, why = "implausible_age", "warning", 0.6, f"{age} years old on polling day and recorded as married"
+            kind, sev, score = "implausible_age", "warning", 0.6
+            why = f"{age} years old on polling day and recorded as married"
         elif age > self.max_age:
             kind, sev, score, why = "implausible_age", "warning", 0.6, f"{age} years old on polling day"
         else:
@@ -205,7 +206,8 @@ class Eligibility:
                         subject_kind="region", subject_id=regency,
                         summary=(f"Regency {regency}: {share:.2%} of voters are over {self.old_age}, "
                                  f"against {p0:.2%} elsewhere; deceased voters may not have been removed."
-                                 if high else f"Regency {regency}: over-{self.old_age} share back near the national one."),
+                                 if high else
+                                 f"Regency {regency}: over-{self.old_age} share back near the national one."),
                         evidence={"region_count": r["n"], "region_over": r["old"], "region_share": round(share, 5),
                                   "national_share": round(p0, 5), "p_value": p, "min_ratio": self.min_ratio,
                                   "model": self.name, "version": self.version},

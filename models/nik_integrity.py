@@ -155,7 +155,8 @@ class NikIntegrity:
                     add("birth_date_mismatch", "warning", "the NIK's birth date differs from the record's")
         if info.gender and sex in ("L", "P") and info.gender != sex:
             add("sex_mismatch", "warning",
-                f"the NIK encodes sex {info.gender} (day {'+40' if info.gender == 'P' else 'as is'}), the record says {sex}")
+                f"the NIK encodes sex {info.gender} (day {'+40' if info.gender == 'P' else 'as is'}), "
+                f"the record says {sex}")
         return out
 
     def process_one(self, event: dict) -> list[Finding]:

@@ -103,7 +103,8 @@ class PeerOutlier:
     version = "1"
 
     def __init__(self, state: MutableMapping[str, Any], min_peers: int = 5, neighbours: int = 12,
-                 max_peers: int = 400, max_district_peers: int = 100, threshold: float = 5.0, strong: float = 8.0, min_scale: float = 0.05,
+                 max_peers: int = 400, max_district_peers: int = 100, threshold: float = 5.0,
+                 strong: float = 8.0, min_scale: float = 0.05,
                  cap: int | None = 300, reserve_rate: float = 0.02):
         self.state = state
         self.min_peers = min_peers
@@ -203,7 +204,8 @@ class PeerOutlier:
                 now_flagged.discard(rkey)
                 out.append(Finding(
                     detector=self.name, key=rkey, severity="info", score=0.0, subject_kind="tps",
-                    subject_id=r[0], summary=f"TPS {r[0]} {r[4]} is in line with its peers now that more have reported.",
+                    subject_id=r[0],
+                    summary=f"TPS {r[0]} {r[4]} is in line with its peers now that more have reported.",
                     evidence={"model": self.name, "version": self.version},
                     event_ids=[r[3]], region=dict(region), occurred_at=_when(event), status="resolved",
                     kind="resolved"))
@@ -223,7 +225,8 @@ class PeerOutlier:
         return Finding(
             detector=self.name, key=f"{tps}|{contest}", severity=severity,
             score=round(min(1.0, z / (2 * self.strong)), 3), subject_kind="tps", subject_id=tps,
-            summary=f"TPS {tps} {contest} stands out from {verdict['n_peers']} peer TPS in its {verdict['level']}: {shown}.",
+            summary=(f"TPS {tps} {contest} stands out from {verdict['n_peers']} peer TPS "
+                     f"in its {verdict['level']}: {shown}."),
             evidence={**verdict, "model": self.name, "version": self.version},
             event_ids=[row[3]], region=dict(region, village=tps[:10]), occurred_at=_when(event), kind=kind,
         )

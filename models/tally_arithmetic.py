@@ -73,7 +73,8 @@ def check_tally(event: dict, cap: int | None = 300, reserve_rate: float = 0.02) 
                           f"candidate votes add up to {total} but valid votes are {valid}"))
     if valid + invalid != voters:
         out.append(Broken("valid_invalid_voters", voters, valid + invalid,
-                          f"valid {valid} + invalid {invalid} = {valid + invalid} but {voters} voters used their right"))
+                          f"valid {valid} + invalid {invalid} = {valid + invalid} "
+                          f"but {voters} voters used their right"))
     limit = registered_limit(registered, reserve_rate)
     if dpt > 0 and voters > limit:
         out.append(Broken("voters_registered", f"<= {limit}", voters,
