@@ -58,11 +58,12 @@ __all__ = ["PersonDuplicateDetector", "PRIOR"]
 # that differs on birth date gets none of the date weights, so the intercept
 # keeps it far below any threshold.
 PRIOR: dict[str, float] = {
-    "intercept": -6.0,
-    "name_close": 4.0,        # (name_sim - 0.7) / 0.3 clipped to [0, 1]
+    "intercept": -8.5,
+    "name_close": 6.0,        # (name_sim - 0.8) / 0.2 clipped to [0, 1]
     "name_exact": 1.0,
-    "name_common": -3.0,      # frequent names need more corroboration (Nurhayati)
+    "name_common": -6.0,      # frequent names need more corroboration (Nurhayati)
     "dob_equal": 3.0,
+    "dob_default": -1.5,      # 1 Jan / 1 Jul / 31 Dec: the civil registry's filler dates
     "dob_swap": 1.5,
     "dob_typo": 1.0,
     "dob_missing": -2.0,      # missing is not agreement
@@ -84,6 +85,7 @@ PRIOR: dict[str, float] = {
     "same_regency": 0.5,
 }
 
+_DEFAULT_DATES = frozenset({"01-01", "07-01", "12-31"})
 _COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
 
 
@@ -166,7 +168,7 @@ class PersonDuplicateDetector:
         secret: bytes,
         max_candidates: int = 64,
         threshold: float = 0.5,
-        min_name_similarity: float = 0.75,
+        min_name_similarity: float = 0.8,
         critical_threshold: float = 0.9,
         learning_rate: float = 0.05,
         prior: dict[str, float] | None = None,
@@ -304,12 +306,13 @@ class PersonDuplicateDetector:
         if sim is None:
             sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
         x["name_sim"] = sim
-        x["name_close"] = round(_clip01((sim - 0.7) / 0.3), 4)
+        x["name_close"] = round(_clip01((sim - 0.8) / 0.2), 4)
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
         x["name_common"] = max(self.name_commonness(a[3]), self.name_commonness(b[3]))
         rel = date_relation(a[4], b[4])
         for r in ("equal", "swap", "typo", "missing", "differ"):
             x[f"dob_{r}"] = float(rel == r)
+        x["dob_default"] = float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
         both_nik = a[6] is not None and b[6] is not None
         x["nik_birth_equal"] = float(both_nik and a[6] == b[6] and a[7] == b[7])
         x["nik_birth_differ"] = float(both_nik and not x["nik_birth_equal"])
