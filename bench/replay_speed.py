@@ -1,0 +1,136 @@
+"""``pantau replay`` speed (no broker): a mixed simulator file, and a national result count.
+
+Run alone: ``.venv/bin/python -m bench.replay_speed [--mixed 3000] [--tallies 20000] [--full]``
+
+* mixed: the first N lines of the simulator's registrations + results
+  (``app.demo.interleaved``, event time as simulated) through ``pantau replay``.
+* national: ``--tallies`` synthetic result.v1 tallies for one contest (PPWP),
+  made from the simulator's tallies with rewritten TPS codes, regions and
+  event ids: ~10 TPS per village, 12 villages per district, 14 districts per
+  regency (Indonesia 2024: 820,161 TPS, 83,731 villages, 7,277 districts, 514
+  regencies), submitted over six hours of the evening. Timed and extrapolated
+  to 820,161 TPS; with ``--full`` (or when the extrapolation is under a
+  minute) the full 820,161 are generated to /tmp and replayed, then deleted.
+
+``seconds`` is the replay's own timer (``--summary``), without interpreter
+start-up; ``wall`` includes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from bench.common import CODE, WIB, code_env, start_pyspy, stop_pyspy
+
+NATIONAL_TPS = 820_161
+
+
+def write_mixed(events, path: Path, n: int | None = None) -> int:
+    with path.open("wb") as fh:
+        count = 0
+        for e in events[:n] if n else events:
+            fh.write(orjson.dumps(e.value) + b"\n")
+            count += 1
+    return count
+
+
+def national_tallies(templates: list[dict], n: int):
+    """``n`` distinct TPS tallies (one contest) built from ``templates``."""
+    start = datetime(2024, 2, 14, 13, 0, tzinfo=WIB)
+    span = 6 * 3600
+    for i in range(n):
+        t = templates[i % len(templates)]
+        village_i = i // 10
+        district_i = village_i // 12
+        regency_i = district_i // 14
+        province = f"{11 + (regency_i // 14) % 85:02d}"
+        regency = province + f"{regency_i % 14 + 1:02d}"
+        district = regency + f"{district_i % 14 + 1:02d}"
+        village = district + f"{2001 + village_i % 12:04d}"
+        tps = village + f"{i % 10 + 1:03d}"
+        value = dict(t)
+        value.update(
+            event_id=f"national-{i}", tps=tps, contest="PPWP", revision=0, operator_id=f"KPPS-{tps}",
+            region={"province": province, "regency": regency, "district": district, "village": village},
+            submitted_at=(start + timedelta(seconds=span * i / n)).isoformat(),
+        )
+        yield value
+
+
+def write_national(templates: list[dict], n: int, path: Path) -> int:
+    with path.open("wb") as fh:
+        for value in national_tallies(templates, n):
+            fh.write(orjson.dumps(value) + b"\n")
+    return n
+
+
+def replay(path: Path, work: Path, profile_out: Path | None = None) -> dict:
+    """``pantau replay FILE --out /dev/null --quiet --summary S``; its summary plus wall time."""
+    summary = work / f"summary-{path.stem}.json"
+    started = time.perf_counter()
+    proc = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "app.cli", "replay", str(path), "--out", os.devnull, "--quiet", "--summary",
+         str(summary)], cwd=CODE, env=code_env(dict(os.environ)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    spy = start_pyspy(proc.pid, profile_out) if profile_out else None
+    _, err = proc.communicate()
+    stop_pyspy(spy)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise RuntimeError(f"replay failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
+    data = orjson.loads(summary.read_bytes())
+    events = sum(data["events"].values()) + sum(data["dead_letters"].values())
+    return {"events": events, "seconds": data["seconds"], "wall": wall,
+            "rate": events / data["seconds"] if data["seconds"] else None, "alerts": data["alerts"]}
+
+
+def run_national(templates: list[dict], n: int, work: Path, full: bool | None = None) -> dict:
+    """Replay ``n`` tallies, extrapolate to 820,161; replay all of them when ``full`` (None: if under 60 s)."""
+    path = work / "national-sample.jsonl"
+    write_national(templates, n, path)
+    sample = replay(path, work)
+    path.unlink()
+    estimate = NATIONAL_TPS / sample["rate"]
+    out = {"sample": sample, "estimate_seconds": estimate, "full": None}
+    if full or (full is None and estimate <= 60):
+        big = Path("/tmp") / f"pantau-national-{os.getpid()}.jsonl"
+        try:
+            t0 = time.perf_counter()
+            write_national(templates, NATIONAL_TPS, big)
+            out["generate_seconds"] = time.perf_counter() - t0
+            out["full"] = replay(big, work)
+        finally:
+            big.unlink(missing_ok=True)
+    return out
+
+
+def main() -> None:
+    from app.demo import interleaved
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--mixed", type=int, default=3000, help="lines of the mixed file (0: all)")
+    parser.add_argument("--tallies", type=int, default=20000)
+    parser.add_argument("--full", action="store_true", help="replay all 820,161 tallies whatever the estimate")
+    args = parser.parse_args()
+    work = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
+    work.mkdir(parents=True, exist_ok=True)
+    events = interleaved(args.seed)
+    path = work / "mixed.jsonl"
+    write_mixed(events, path, args.mixed or None)
+    print("mixed", replay(path, work))
+    templates = [e.value for e in events if e.stream == "results"]
+    print("national", run_national(templates, args.tallies, work, True if args.full else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Soak: one ``pantau worker`` at a steady rate for a long time; memory, lag and latency per minute.
+
+Run: ``.venv/bin/python -m bench.soak --minutes 30 --rate 100 [--commit HEAD]`` (not part of ``make bench``).
+
+The embedded broker and a fresh worker (RocksDB store); the simulator's mixed
+stream is sent at ``--rate`` with timestamps set to now, cycled with fresh
+identities so the indexes keep growing as in a real registration period
+(cycle k: NIK serial and NKK serial shifted by k, first name rotated, new
+event ids; tallies get new TPS numbers). One event in ``--alert-every`` is a
+tally that fails its arithmetic, for latency. Every minute one line: events
+sent and processed, lag (sent - processed), worker RSS, data dir size, and
+p50/p99 of alert latency over that minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+import orjson
+
+if __name__ == "__main__" and "--commit" in os.sys.argv:  # the snapshot must be chosen before bench.common loads
+    from bench.__main__ import _snapshot
+
+    os.environ["BENCH_CODE"] = str(_snapshot(os.sys.argv[os.sys.argv.index("--commit") + 1]))
+
+from bench.common import bench_settings, dir_bytes, ensure, pantau_processed, rss_mb  # noqa: E402
+from bench.latency import Stream, drive  # noqa: E402
+from bench.throughput import spawn  # noqa: E402
+from tests.conftest import WorkerProcess  # noqa: E402
+
+
+class CyclingStream(Stream):
+    """Like :class:`bench.latency.Stream`, with fresh voters and TPS on every pass over the events."""
+
+    def next(self):  # noqa: ANN201
+        stream, key, value, alerting = super().next()
+        cycle = self.i // len(self.events)
+        if alerting or not cycle:
+            return stream, key, value, alerting
+        value = orjson.loads(orjson.dumps(value))
+        if stream == "registrations":
+            voter = value["voter"]
+            nik = voter["nik"]
+            voter["nik"] = nik[:12] + f"{(int(nik[12:]) + 37 * cycle) % 9999 + 1:04d}"
+            if voter.get("nkk"):
+                voter["nkk"] = voter["nkk"][:12] + f"{(int(voter['nkk'][12:]) + 37 * cycle) % 9999 + 1:04d}"
+            names = voter["name"].split(" ")
+            other = self.events[(self.i * 7919) % len(self.events)].value
+            if other["schema"] == "registration.v1":
+                names[0] = other["voter"]["name"].split(" ")[0]
+            voter["name"] = " ".join(names)
+            key = voter["nik"].encode()
+        else:
+            tps = value["tps"][:10] + f"{(int(value['tps'][10:]) + 50 * cycle) % 999 + 1:03d}"
+            value.update(tps=tps, operator_id=f"KPPS-{tps}")
+            key = tps.encode()
+        return stream, key, value, alerting
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--alert-every", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--commit", default=None, help="run the worker from this git revision (snapshot in /tmp)")
+    args = parser.parse_args()
+
+    from app.broker import EmbeddedBroker
+    from app.demo import interleaved
+
+    base = Path(tempfile.mkdtemp(prefix="pantau-soak-"))
+    events = interleaved(args.seed)
+    with EmbeddedBroker(log_path=base / "broker.log") as broker:
+        settings = bench_settings(broker.url, base)
+        ensure(settings)
+        worker = spawn(WorkerProcess(settings, base / "worker.log"))
+        try:
+            worker.wait_ready(120)
+            print(f"soak: {args.minutes} min at {args.rate} ev/s; worker log {worker.log_path}", flush=True)
+            print("minute  sent  processed  lag  rss_MB  data_MB  alerts  p50_ms  p99_ms", flush=True)
+            stream = CyclingStream(events, args.alert_every, settings.app_id)
+            asyncio.run(_soak(settings, worker, stream, args))
+        finally:
+            worker.stop()
+
+
+async def _soak(settings, worker: WorkerProcess, stream: CyclingStream, args) -> None:
+    sent_total = 0
+    for minute in range(1, int(args.minutes + 0.999) + 1):
+        seconds = min(60.0, args.minutes * 60 - (minute - 1) * 60)
+        result = await drive(settings, stream, args.rate, seconds, drain=0, reset="latest")
+        sent_total += result["sent"]
+        processed = await asyncio.to_thread(pantau_processed, settings.web_port)
+        rss = rss_mb(worker.proc.pid)
+        data = dir_bytes(settings.data_dir) / 2**20
+        fmt = lambda v: "-" if v is None else f"{v * 1000:.0f}"  # noqa: E731
+        print(f"{minute:6d} {sent_total:6d} {processed:10.0f} {sent_total - processed:5.0f} {rss or 0:7.0f} "
+              f"{data:8.1f} {result['alerted']:3d}/{result['alerting']:<3d} {fmt(result['p50']):>6} "
+              f"{fmt(result['p99']):>6}", flush=True)
+        if worker.proc.poll() is not None:
+            print("the worker exited:", worker.log_tail(), flush=True)
+            return
+
+
+if __name__ == "__main__":
+    main()
