@@ -43,6 +43,7 @@ REASONS = (
     "not_an_object",
     "schema",
     "invalid_date",
+    "processing_error",  # valid, but the worker failed on it (a bug): parked for replay, not lost
 )
 
 #: The schema each stream's events follow.

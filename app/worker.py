@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 import socket
 import ssl
 import time
@@ -26,6 +27,7 @@ from typing import Any
 import faust
 import orjson
 from aiohttp import web
+from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from app.alerter import Alerter
@@ -159,8 +161,18 @@ class Worker:
     # -- agents -----------------------------------------------------------
     def _make_input_agent(self, stream: str):
         async def agent(events: faust.StreamT) -> None:
-            async for event in events.events():
-                await self._handle_input(stream, event.message)
+            # Batches: events are acked only after the body ran, so routed
+            # events sent here are in the producer before their source is
+            # committed (Faust flushes the producer before committing).
+            async for batch in events.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
+                routes: list[Route] = []
+                for event in batch:
+                    # Faust's iterator sets the current event, which is how a
+                    # table write finds its changelog partition (the input's);
+                    # take_events does not, so set it as the iterator would.
+                    events._set_current_event(event)
+                    await self._handle_input(stream, event.message, routes)
+                await self._send_routes(routes)
         agent.__name__ = f"{stream}_agent"
         return agent
 
@@ -172,14 +184,22 @@ class Worker:
             if self.pipeline.restore_learned():
                 log.info("restored the duplicate scorer's learned coefficients")
 
-    async def _handle_input(self, stream: str, message: Any) -> None:
+    async def _handle_input(self, stream: str, message: Any, routes: list[Route]) -> None:
         self._restore_once()
-        started = time.perf_counter()
         try:
             event = self.validator.decode(stream, message.value)
         except InvalidEvent as exc:
             await self._dead_letter(stream, message, exc)
             return
+        try:
+            await self._process(stream, message, event, routes)
+        except Exception:  # noqa: BLE001 - a bug must not stall the partition: the event is parked, not lost
+            log.exception("processing failed for %s event %s", stream, event.get("event_id"))
+            await self._dead_letter(stream, message, InvalidEvent(
+                "processing_error", "the worker failed on this event; see the worker log by event id"))
+
+    async def _process(self, stream: str, message: Any, event: dict[str, Any], routes: list[Route]) -> None:
+        started = time.perf_counter()
         if stream == "registrations" and not self._keyed_by_nik(message.key, event):
             # Producers must key by NIK so one NIK always meets its index
             # partition; a mis-keyed event is re-sent with the right key.
@@ -187,14 +207,13 @@ class Worker:
             self.metrics.events.labels(stream, "rekeyed").inc()
             return
         if stream == "registrations":
-            findings, routes = self.pipeline.on_registration(event)
+            findings, new_routes = self.pipeline.on_registration(event)
             self.metrics.observe_registration(event, self.settings.polling_day)
         else:
-            findings, routes = self.pipeline.on_result(event)
+            findings, new_routes = self.pipeline.on_result(event)
             self.metrics.observe_result(event)
+        routes += new_routes
         findings += self.pipeline.volume_observe(stream, event)
-        for route in routes:
-            await self._send_route(route)
         await self._publish(findings)
         m = self.metrics
         m.events.labels(stream, "processed").inc()
@@ -206,20 +225,31 @@ class Worker:
     def _keyed_by_nik(key: bytes | None, event: dict[str, Any]) -> bool:
         return key is not None and key.decode("utf-8", "replace") == event["voter"]["nik"]
 
-    async def _send_route(self, route: Route) -> None:
-        await self.topics[route.kind].send(key=route.key.encode(), value=orjson.dumps(route.event))
+    def _partition_of(self, key: str) -> int:
+        # The Java client's (and aiokafka's) default partitioner, so a packed
+        # batch lands where each of its keys would have landed on its own.
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.settings.partitions
+
+    async def _send_routes(self, routes: list[Route]) -> None:
+        """Routed events packed per (kind, partition): one message each instead of one per event."""
+        packed: dict[tuple[str, int], list[list[Any]]] = defaultdict(list)
+        for route in routes:
+            packed[(route.kind, self._partition_of(route.key))].append([route.key, route.event])
+        for (kind, partition), items in packed.items():
+            await self.topics[kind].send(key=items[0][0].encode(), value=orjson.dumps(items), partition=partition)
 
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:
             async for event in events.events():
                 message = event.message
                 try:
-                    payload = orjson.loads(message.value)
+                    items = orjson.loads(message.value)
                 except orjson.JSONDecodeError:  # only Pantau writes here; log and move on
-                    log.error("unreadable routed event on %s offset %s", message.topic, message.offset)
+                    log.error("unreadable routed batch on %s offset %s", message.topic, message.offset)
                     continue
                 self._restore_once()
-                await self._publish(self.pipeline.on_route(kind, message.key.decode(), payload))
+                for key, payload in items:
+                    await self._publish(self.pipeline.on_route(kind, key, payload))
         agent.__name__ = f"route_{kind}_agent"
         return agent
 

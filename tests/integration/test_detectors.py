@@ -47,9 +47,14 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
         for e in (ridwan, ridwan_again, dewi, stranger):
             assert e["voter"]["nik"] not in text and e["voter"]["name"] not in text
 
-    # Staff confirm the match; a later pair of the same shape scores higher.
+    # Staff say the match was wrong. A/B: a control worker gets the same
+    # events but no verdicts; the later pair of the same shape must score
+    # lower on the worker that learned.
+    control = worker_factory().start()
+    c = control.settings
+    run(produce(c, reg_records(ridwan, dewi, father, son, ridwan_again, dewi_again, stranger)))
     first = kinds["duplicate_person"]
-    verdicts = [{"alert_id": first["alert_id"], "verdict": "true_positive",
+    verdicts = [{"alert_id": first["alert_id"], "verdict": "false_positive",
                  "decided_at": "2023-11-02T10:00:00+07:00", "reviewer": "staff-1"}] * 5
     run(produce(s, [("feedback", first["alert_id"].encode(), orjson.dumps(v)) for v in verdicts]))
     worker.wait_metric("pantau_events_total", 5, stream="feedback", outcome="processed")
@@ -57,10 +62,17 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
                          birth_place="Bandung", nkk="3273012106790001")
     yusuf_again = registration(name="M. Yusuf", birth="1979-06-21", sex="L", serial=88, village="3201021002",
                                birth_place="Bandung", nkk="3201020202020002", address="Gg. Melati 12")
-    run(produce(s, reg_records(yusuf, yusuf_again)))
-    later = [a for a in run(read_alerts_covering(s, {yusuf_again["event_id"]}))
-             if a["detector"] == "duplicate_person" and yusuf_again["event_id"] in a["event_ids"]]
-    assert later and later[0]["score"] > first["score"], (later[0]["score"], first["score"])
+
+    def later_score(settings) -> float | None:
+        run(produce(settings, reg_records(yusuf, yusuf_again)))
+        found = [a["score"] for a in run(read_alerts_covering(settings, {yusuf_again["event_id"]}, timeout=60))
+                 if a["detector"] == "duplicate_person" and yusuf_again["event_id"] in a["event_ids"]]
+        return found[0] if found else None
+
+    learned, unlearned = later_score(s), later_score(c)
+    assert unlearned is not None, "the control worker should flag the pair"
+    assert learned is None or learned < unlearned, (learned, unlearned)
+    control.stop()
 
     # Kill the worker: a fresh process recovers the person index and still catches a third record.
     worker.kill()

@@ -6,7 +6,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import alerts_of, produce, read_topic, run
+from tests.conftest import produce, read_alerts_covering, read_topic, run
 from tests.factories import dumps, registration, result
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def test_events_become_alerts_and_bad_input_becomes_dead_letters(worker_factory)
     ]
     run(produce(s, records))
 
-    alerts = alerts_of(run(read_topic(s, s.topic_alerts, until=2)))
+    alerts = run(read_alerts_covering(s, {again["event_id"], bad_tally["event_id"]}))
     by_detector = {a["detector"]: a for a in alerts}
     dup = by_detector["duplicate_nik"]
     assert dup["event_ids"][:2] == [again["event_id"], first["event_id"]]
@@ -94,7 +94,7 @@ def test_killed_worker_recovers_index_from_changelog_without_duplicate_alerts(wo
     run(produce(s, [("registrations", e["voter"]["nik"].encode(), dumps(e)) for e in copies]))
     second.start()
     second.wait_metric("pantau_events_total", 5, stream="registrations", outcome="processed")
-    alerts = alerts_of(run(read_topic(s, s.topic_alerts, until=5)))
+    alerts = run(read_alerts_covering(s, {c["event_id"] for c in copies}))
     dup_alerts = [a for a in alerts if a["detector"] == "duplicate_nik"]
     found = {a["alert_id"]: a for a in dup_alerts}
     assert len(found) == 5, "every copy was caught with the index recovered from the changelog"
