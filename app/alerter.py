@@ -101,7 +101,7 @@ class Alerter:
             alert = self._build(aid, finding, now, previous, status="resolved")
         elif previous is None:
             alert = self._build(aid, finding, now, None, status="open")
-        elif previous["status"] != "resolved" and set(finding.event_ids) <= set(previous["event_ids"]):
+        elif previous["status"] != "resolved" and self._already_told(finding, previous):
             return previous  # already told: republish unchanged
         elif previous["status"] != "resolved" and self._within_window(previous, now):
             alert = self._build(aid, finding, now, previous, status="updated")
@@ -109,6 +109,16 @@ class Alerter:
             alert = self._build(aid, finding, now, previous, status="open")
         self.store[aid] = alert  # assign: a changelog-backed table only sees assignments
         return alert
+
+    @staticmethod
+    def _already_told(finding: Finding, previous: dict[str, Any]) -> bool:
+        """The open alert already says everything this finding says (a reprocessed event)."""
+        if not set(finding.event_ids) <= set(previous["event_ids"]):
+            return False
+        if finding.window is not None and previous.get("window"):
+            # a finding without records (a volume series) tells something new when its window grew
+            return finding.window[1] <= datetime.fromisoformat(previous["window"]["end"])
+        return True
 
     def _within_window(self, previous: dict[str, Any], now: datetime) -> bool:
         updated = datetime.fromisoformat(previous["detected_at"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,15 +20,16 @@ class Built:
     feedback: list[Callable[[dict, bool], bool]] = field(default_factory=list)
 
 
-def _optional(module: str, name: str) -> Any:
-    """A detector class whose module may not have landed yet (None if absent)."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
+def make_volume_monitor(settings: Settings) -> Any:
+    from models.volume_monitor import VolumeMonitor
+
+    return VolumeMonitor(bucket_seconds=settings.volume_bucket_seconds, threshold=settings.volume_threshold,
+                         critical_threshold=settings.volume_critical_threshold)
 
 
 def build_detectors(settings: Settings, stores: Callable[[str], Any]) -> Built:
+    from models.birthdate_heaping import BirthdateHeaping
+    from models.digit_forensics import DigitForensics
     from models.duplicate_nik import NikDuplicateDetector
     from models.duplicate_person import PersonDuplicateDetector
     from models.eligibility import Eligibility
@@ -48,9 +48,7 @@ def build_detectors(settings: Settings, stores: Callable[[str], Any]) -> Built:
         NikIntegrity(secret, reference_date=s.polling_day),
         Eligibility(secret, stores("eligibility_regions"), polling_day=s.polling_day),
     ]
-    heaping = _optional("models.birthdate_heaping", "BirthdateHeaping")
-    if heaping is not None:
-        built.registration.append(heaping(secret, stores("heaping_regions")))
+    built.registration.append(BirthdateHeaping(secret, stores("heaping_regions")))
     # Stage 1, partitioned by TPS.
     built.result = [
         TallyArithmetic(cap=s.tps_cap, reserve_rate=s.ballot_reserve, state=stores("tally_state")),
@@ -62,13 +60,8 @@ def build_detectors(settings: Settings, stores: Callable[[str], Any]) -> Built:
     built.person_block = person
     built.household = Household(secret, stores("households"))
     built.regency = [PeerOutlier(stores("peers"), cap=s.tps_cap, reserve_rate=s.ballot_reserve)]
-    forensics = _optional("models.digit_forensics", "DigitForensics")
-    if forensics is not None:
-        built.regency.append(forensics(stores("forensics")))
-    monitor = _optional("models.volume_monitor", "VolumeMonitor")
-    if monitor is not None:
-        built.volume = monitor(bucket_seconds=s.volume_bucket_seconds, threshold=s.volume_threshold,
-                               critical_threshold=s.volume_critical_threshold)
+    built.regency.append(DigitForensics(stores("forensics")))
+    built.volume = make_volume_monitor(s)
 
     def learn_duplicate(alert: dict, is_true: bool) -> bool:
         features = (alert.get("evidence") or {}).get("features")

@@ -51,7 +51,9 @@ class Route:
 SCORER_KEY = "duplicate_person.scorer"
 
 #: Route kinds and the stores their detectors keep (also the worker's internal topics).
-ROUTE_KINDS = ("person_block", "household", "regency_tally")
+#: ``volume`` carries per-bucket partial counts, keyed by stream and province,
+#: so one monitor sees every input partition's events of its series.
+ROUTE_KINDS = ("person_block", "household", "regency_tally", "volume")
 
 StoreFactory = Callable[[str], MutableMapping[str, Any]]
 

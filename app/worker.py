@@ -31,6 +31,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from app.alerter import Alerter
+from app.detectors import make_volume_monitor
 from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
@@ -84,6 +85,9 @@ class Worker:
         self._declare_agents()
         self._broker_was_up = False
         self._restored = False
+        self._volume_partials: dict[tuple, tuple[int, float]] = {}
+        self._volume_monitors: dict[int, Any] = {}
+        self._volume_snapshot_at: dict[int, float] = {}
         self._web_runner: web.AppRunner | None = None
 
     # -- construction ---------------------------------------------------
@@ -131,12 +135,13 @@ class Worker:
     #: Tables written outside the partition of the event being processed (from
     #: timers, or with keys unrelated to the input key): their changelog
     #: partition comes from the key instead (Faust's use_partitioner).
-    KEY_PARTITIONED = frozenset({"alerts", "learned", "volume"})
+    KEY_PARTITIONED = frozenset({"alerts", "learned"})
 
     def _declare_tables(self) -> None:
         self.tables: dict[str, MutableMapping[str, Any]] = {}
         self._store("alerts")
         self._store("learned")
+        self._store("volume")
 
     def _store(self, name: str) -> MutableMapping[str, Any]:
         if name not in self.tables:
@@ -172,7 +177,7 @@ class Worker:
                     # take_events does not, so set it as the iterator would.
                     events._set_current_event(event)
                     await self._handle_input(stream, event.message, routes)
-                await self._send_routes(routes)
+                await self._send_routes(routes + self._volume_routes())
         agent.__name__ = f"{stream}_agent"
         return agent
 
@@ -213,13 +218,32 @@ class Worker:
             findings, new_routes = self.pipeline.on_result(event)
             self.metrics.observe_result(event)
         routes += new_routes
-        findings += self.pipeline.volume_observe(stream, event)
+        self._count_for_volume(stream, event)
         await self._publish(findings)
         m = self.metrics
         m.events.labels(stream, "processed").inc()
         m.events_by_region.labels(stream, province_label(event.get("region")), source_label(event.get("source"))).inc()
         m.last_event.labels(stream).set(time.time())
         m.processing.labels(stream).observe(time.perf_counter() - started)
+
+    def _count_for_volume(self, stream: str, event: dict[str, Any]) -> None:
+        stamp = event.get("occurred_at") or event.get("submitted_at")
+        when = datetime.fromisoformat(stamp).timestamp()
+        region = event.get("region") or {}
+        key = (stream, region.get("province") or "", region.get("regency") or "", event.get("source") or "",
+               int(when // self.settings.volume_bucket_seconds))
+        count, latest = self._volume_partials.get(key, (0, when))
+        self._volume_partials[key] = (count + 1, max(latest, when))
+
+    def _volume_routes(self) -> list[Route]:
+        """The batch's counts per series and bucket, as routes to the volume agent."""
+        routes = []
+        for (stream, province, regency, source, _), (count, latest) in self._volume_partials.items():
+            payload = {"stream": stream, "region": {"province": province, "regency": regency or None},
+                       "source": source or None, "at": latest, "count": count}
+            routes.append(Route("volume", f"{stream}|{province}", payload))
+        self._volume_partials.clear()
+        return routes
 
     @staticmethod
     def _keyed_by_nik(key: bytes | None, event: dict[str, Any]) -> bool:
@@ -248,10 +272,44 @@ class Worker:
                     log.error("unreadable routed batch on %s offset %s", message.topic, message.offset)
                     continue
                 self._restore_once()
+                if kind == "volume":
+                    await self._observe_volume(message.partition, items)
+                    continue
                 for key, payload in items:
                     await self._publish(self.pipeline.on_route(kind, key, payload))
         agent.__name__ = f"route_{kind}_agent"
         return agent
+
+    def _volume_monitor(self, partition: int) -> Any:
+        """The monitor of one volume partition, resumed from its last snapshot."""
+        monitor = self._volume_monitors.get(partition)
+        if monitor is None:
+            monitor = make_volume_monitor(self.settings)
+            state = self.tables["volume"].get(f"p{partition}")
+            if state is not None:
+                try:
+                    monitor.load_state_dict(state)
+                    log.info("volume partition %s resumed from its snapshot", partition)
+                except ValueError as exc:  # a snapshot of another version or bucket width
+                    log.warning("volume partition %s starts afresh: %s", partition, exc)
+            self._volume_monitors[partition] = monitor
+            self._volume_snapshot_at[partition] = time.monotonic()
+        return monitor
+
+    async def _observe_volume(self, partition: int, items: list[list[Any]]) -> None:
+        monitor = self._volume_monitor(partition)
+        for _key, p in items:
+            when = datetime.fromtimestamp(p["at"], timezone.utc)
+            try:
+                findings = monitor.observe(p["stream"], when, p["region"], p["source"], count=p["count"])
+            except Exception:  # noqa: BLE001 - a detector bug must not stop the stream
+                log.exception("volume monitor failed on a partial count")
+                continue
+            await self._publish(findings)
+        # Snapshot from inside the agent, so the write lands in this partition's changelog.
+        if time.monotonic() - self._volume_snapshot_at[partition] >= self.settings.snapshot_seconds:
+            self.tables["volume"][f"p{partition}"] = monitor.state_dict()
+            self._volume_snapshot_at[partition] = time.monotonic()
 
     async def _feedback_agent(self, events: faust.StreamT) -> None:
         async for event in events.events():
@@ -307,15 +365,35 @@ class Worker:
 
     # -- timers -------------------------------------------------------------
     async def _housekeeping(self) -> None:
-        await self._publish(self.pipeline.volume_advance(datetime.now(timezone.utc)))
+        now = datetime.now(timezone.utc)
+        for monitor in list(self._volume_monitors.values()):
+            await self._publish(monitor.advance(now))
+            for (stream, province), last in monitor.latest().items():
+                self.metrics.volume_score.labels(stream, province).set(last["score"])
+                self.metrics.volume_expected.labels(stream, province).set(last["expected"])
+                self.metrics.volume_observed.labels(stream, province).set(last["seen"])
         self._update_lag()
+        self._update_index_sizes()
         for name, count in list(DETECTOR_ERRORS.items()):
             current = self.detector_errors.labels(name)._value.get()
             if count > current:
                 self.detector_errors.labels(name).inc(count - current)
-        if self.pipeline.volume is not None:
-            for (stream, province), score in self.pipeline.volume.latest_scores().items():
-                self.metrics.volume_score.labels(stream, province).set(score)
+
+    def _update_index_sizes(self) -> None:
+        for index in ("nik_index", "person_blocks", "households"):
+            table = self.tables.get(index)
+            if table is None:
+                continue
+            store = table.data
+            dbs = getattr(store, "_dbs", None)
+            try:
+                if dbs is not None:  # RocksDB: the engine's estimate; counting keys would scan the disk
+                    size = sum(int(db.property_int_value("rocksdb.estimate-num-keys") or 0) for db in dbs.values())
+                else:
+                    size = len(store)
+            except Exception:  # noqa: BLE001 - a gauge is best effort
+                continue
+            self.metrics.index_entries.labels(index).set(size)
 
     def _update_lag(self) -> None:
         consumer = self.app.consumer

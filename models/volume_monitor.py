@@ -72,6 +72,11 @@ class VolumeMonitor:
         Region levels with a series each.
     sources
         Sources with their own series; others are folded into ``"other"``.
+    source_levels
+        Levels that get a series per source as well as the all-sources one;
+        finer levels get only the all-sources series. Per-source series of
+        every regency would multiply the series (and the per-bucket cost) by
+        the number of sources, and be too sparse to learn a rhythm from.
     max_fill_buckets
         Most empty buckets filled in one gap; None means one week of buckets.
     max_series
@@ -101,7 +106,7 @@ class VolumeMonitor:
     True
     """
 
-    VERSION = "1"
+    VERSION = "2"
 
     def __init__(
         self,
@@ -111,6 +116,7 @@ class VolumeMonitor:
         critical_threshold: float = 0.75,
         levels: tuple[str, ...] = ("province", "regency"),
         sources: tuple[str, ...] = KNOWN_SOURCES,
+        source_levels: tuple[str, ...] = ("province",),
         max_fill_buckets: int | None = None,
         max_series: int = 50_000,
         model_params: dict[str, Any] | None = None,
@@ -128,13 +134,16 @@ class VolumeMonitor:
         self.critical_threshold = critical_threshold
         self.levels = tuple(levels)
         self.sources = tuple(sources)
+        self.source_levels = tuple(source_levels)
         self.max_fill_buckets = max_fill_buckets if max_fill_buckets is not None else max(1, _WEEK // self.bucket_seconds)
         self.max_series = max_series
         self.model_params = dict(model_params or {})
         self._series: dict[str, dict[str, Any]] = {}
         self._models: dict[str, VolumeModel] = {}
-        self._closed_upto: int | None = None  # buckets with a smaller index are closed
-        self._max_event_ts: float | None = None
+        # Per stream: the two streams live on different calendars (registration
+        # weeks vs polling day), and one must not close the other's buckets.
+        self._closed_upto: dict[str, int] = {}  # buckets with a smaller index are closed
+        self._max_event_ts: dict[str, float] = {}
         self.stats = {"late_events": 0, "skipped_buckets": 0, "skipped_events": 0,
                       "series_overflow": 0, "bad_region": 0, "buckets_scored": 0}
 
@@ -162,7 +171,7 @@ class VolumeMonitor:
             if not _CODE[level].fullmatch(code):
                 self.stats["bad_region"] += 1
                 continue
-            for s in (src, "all"):
+            for s in ((src, "all") if level in self.source_levels else ("all",)):
                 out.append(self._ensure(stream, level, code, s))
         return [sid for sid in out if sid]
 
@@ -185,28 +194,38 @@ class VolumeMonitor:
 
     # -- public API --------------------------------------------------------------
 
-    def observe(self, stream: str, occurred_at: datetime, region: dict, source: str | None) -> list[Finding]:
-        """Count one event; return the findings of every bucket this closes."""
+    def observe(
+        self, stream: str, occurred_at: datetime, region: dict, source: str | None, count: int = 1
+    ) -> list[Finding]:
+        """Count ``count`` events at ``occurred_at``; return the findings of every bucket this closes.
+
+        ``count`` lets a caller that pre-aggregates (the worker sums counts per
+        bucket across input partitions) report many events at once.
+        """
         ts = _ts(occurred_at)
         if not math.isfinite(ts):
             raise ValueError("occurred_at is not a finite time")
         bucket = math.floor(ts / self.bucket_seconds)
-        if self._closed_upto is not None and bucket < self._closed_upto:
-            self.stats["late_events"] += 1
+        closed = self._closed_upto.get(stream)
+        if closed is not None and bucket < closed:
+            self.stats["late_events"] += count
         else:
             for sid in self._series_for(stream, region or {}, source):
                 s = self._series[sid]
                 counts = s["counts"]
-                counts[bucket] = counts.get(bucket, 0) + 1
+                counts[bucket] = counts.get(bucket, 0) + count
                 if s["next"] is None:
-                    s["next"] = bucket if self._closed_upto is None else max(bucket, self._closed_upto)
-        if self._max_event_ts is None or ts > self._max_event_ts:
-            self._max_event_ts = ts
-        return self._close(self._max_event_ts - self.allowed_lateness)
+                    s["next"] = bucket if closed is None else max(bucket, closed)
+        if ts > self._max_event_ts.get(stream, -math.inf):
+            self._max_event_ts[stream] = ts
+        return self._close(self._max_event_ts[stream] - self.allowed_lateness, stream)
 
     def advance(self, now: datetime) -> list[Finding]:
         """Close the buckets that ``now`` (wall clock) has passed, even without events."""
-        return self._close(_ts(now) - self.allowed_lateness)
+        findings: list[Finding] = []
+        for stream in list(self._closed_upto):
+            findings += self._close(_ts(now) - self.allowed_lateness, stream)
+        return findings
 
     def latest_scores(self) -> dict[tuple[str, str], float]:
         """Latest score of each province's all-sources series: {(stream, province): score}."""
@@ -226,13 +245,16 @@ class VolumeMonitor:
 
     # -- closing -----------------------------------------------------------------
 
-    def _close(self, watermark: float) -> list[Finding]:
+    def _close(self, watermark: float, stream: str) -> list[Finding]:
         end = math.floor(watermark / self.bucket_seconds)  # buckets < end are closable
-        if self._closed_upto is not None and end <= self._closed_upto:
+        closed = self._closed_upto.get(stream)
+        if closed is not None and end <= closed:
             return []
-        self._closed_upto = end
+        self._closed_upto[stream] = end
         findings: list[Finding] = []
         for sid, s in self._series.items():
+            if s["stream"] != stream:
+                continue
             nxt = s["next"]
             if nxt is None or nxt >= end:
                 continue
@@ -338,8 +360,8 @@ class VolumeMonitor:
         return {
             "version": self.VERSION,
             "bucket_seconds": self.bucket_seconds,
-            "closed_upto": self._closed_upto,
-            "max_event_ts": self._max_event_ts,
+            "closed_upto": dict(self._closed_upto),
+            "max_event_ts": dict(self._max_event_ts),
             "stats": dict(self.stats),
             "series": series,
         }
@@ -350,8 +372,8 @@ class VolumeMonitor:
             raise ValueError(f"VolumeMonitor state version {d.get('version')!r}, expected {self.VERSION!r}")
         if d["bucket_seconds"] != self.bucket_seconds:
             raise ValueError(f"state has {d['bucket_seconds']} s buckets, this monitor {self.bucket_seconds} s")
-        self._closed_upto = d["closed_upto"]
-        self._max_event_ts = d["max_event_ts"]
+        self._closed_upto = dict(d["closed_upto"])
+        self._max_event_ts = dict(d["max_event_ts"])
         self.stats = {**self.stats, **d["stats"]}
         self._series, self._models = {}, {}
         for sid, s in d["series"].items():

@@ -121,3 +121,13 @@ def test_masking_and_keyed_hashes():
     assert mask_nik(None) == ""
     assert keyed_hash(b"a", "3273014501900001") != keyed_hash(b"b", "3273014501900001")
     assert "3273014501900001" not in keyed_hash(b"a", "3273014501900001")
+
+
+def test_a_finding_without_records_updates_when_its_window_grows():
+    clock = Clock()
+    alerter = Alerter({}, clock=clock)
+    first = alerter.publish(finding(event_ids=[], window=(T0, T0 + timedelta(minutes=5))))
+    again = alerter.publish(finding(event_ids=[], window=(T0, T0 + timedelta(minutes=5))))
+    assert again == first  # reprocessed: the same alert
+    grown = alerter.publish(finding(event_ids=[], window=(T0 + timedelta(minutes=5), T0 + timedelta(minutes=10))))
+    assert grown["status"] == "updated" and grown["window"]["end"] == (T0 + timedelta(minutes=10)).isoformat()

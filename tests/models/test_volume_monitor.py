@@ -31,12 +31,36 @@ def test_series_per_level_and_source_without_personal_data():
     feed(mon, 1, source="Online")
     feed(mon, 1, source="telegram-bot")  # unknown sources fold into "other"
     ids = set(mon.state_dict()["series"])
+    # per-source series at province level; regencies only all sources together
     assert ids == {
         "registrations/province=32/source=online", "registrations/province=32/source=all",
-        "registrations/regency=3273/source=online", "registrations/regency=3273/source=all",
-        "registrations/province=32/source=other", "registrations/regency=3273/source=other",
+        "registrations/province=32/source=other", "registrations/regency=3273/source=all",
     }
+    mon = VolumeMonitor(source_levels=("province", "regency"))
+    feed(mon, 1, source="online")
+    assert "registrations/regency=3273/source=online" in mon.state_dict()["series"]
     assert not any("3273010001" in i or "327301" in i for i in ids)
+
+
+def test_streams_keep_their_own_watermark():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    feed(mon, 60)  # registrations
+    regs = mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"]
+    # results arriving weeks later must not close weeks of empty registration buckets
+    mon.observe("results", T0 + timedelta(days=90), {"province": "32", "regency": "3273"}, "sirekap")
+    assert mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"] == regs
+
+
+def test_counts_can_arrive_pre_aggregated():
+    one, many = VolumeMonitor(allowed_lateness=0), VolumeMonitor(allowed_lateness=0)
+    region = {"province": "32", "regency": "3273"}
+    for _ in range(7):
+        one.observe("registrations", T0, region, "online")
+    many.observe("registrations", T0, region, "online", count=7)
+    later = T0 + timedelta(minutes=6)  # closes the first 5-minute bucket only
+    one.advance(later), many.advance(later)
+    assert one.latest() == many.latest()
+    assert many.latest()[("registrations", "32")]["seen"] == 7.0
 
 
 def test_every_closed_bucket_is_scored_including_empty_ones():
@@ -163,10 +187,10 @@ def test_state_with_other_bucket_width_is_refused():
 
 def test_series_count_is_bounded_and_overflow_counted():
     mon = VolumeMonitor(max_series=4)
-    feed(mon, 1, per_minute=1)
+    feed(mon, 1, per_minute=1)  # 3 series: province x (source, all), regency x all
     feed(mon, 1, per_minute=1, region={"province": "33", "regency": "3301"})
     assert mon.n_series == 4
-    assert mon.stats["series_overflow"] == 4
+    assert mon.stats["series_overflow"] == 2
 
 
 def test_malformed_region_codes_make_no_series():
