@@ -102,11 +102,36 @@ class Pipeline:
         findings = self._run(self.registration_detectors, event)
         routes: list[Route] = []
         if self.person_block is not None:
-            routes += [Route("person_block", k, event) for k in self.person_block.blocking_keys(event)]
+            routes += self._person_routes(event)
         nkk = (event["voter"].get("nkk") or "").strip()
         if self.household is not None and nkk:
             routes.append(Route("household", keyed_hash(self.settings.secret, "nkk:" + nkk), event))
         return findings, routes
+
+    def _person_routes(self, event: dict[str, Any]) -> list[Route]:
+        """The event to each of its blocks, and its removal to blocks it has left.
+
+        Blocks are keyed by name, birth date, sex and regency, so an update that
+        corrects one of them moves the record to other blocks: the old copies
+        must be taken out there, on their own partitions. The keys last used
+        are kept per NIK (keyed hash) in the NIK partition.
+        """
+        assert self.person_block is not None
+        store = self.stores("person_keys")
+        person = keyed_hash(self.settings.secret, "nik:" + str(event["voter"]["nik"]))
+        previous = store.get(person) or []
+        current = [] if event["action"] == "remove" else self.person_block.blocking_keys(event)
+        routes = [Route("person_block", k, event) for k in current]
+        left = [k for k in previous if k not in current]
+        if left:
+            removal = {**event, "action": "remove"}
+            routes += [Route("person_block", k, removal) for k in left]
+        if current != previous:
+            if current:
+                store[person] = current
+            else:
+                store.pop(person, None)
+        return routes
 
     def on_result(self, event: dict[str, Any]) -> tuple[list[Finding], list[Route]]:
         findings = self._run(self.result_detectors, event)
