@@ -8,7 +8,9 @@ while a whole village at 95 % is that village's normal and does not.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+from collections import Counter
 import statistics
 from collections.abc import MutableMapping
 from datetime import datetime
@@ -29,9 +31,19 @@ def _when(event: dict) -> datetime | None:
         return None
 
 
+def _median(values: list[float]) -> float:
+    """``statistics.median`` (same result), without its generality: this runs per peer measure."""
+    data = sorted(values)
+    n = len(data)
+    if n == 0:
+        raise statistics.StatisticsError("no median for empty data")
+    i = n // 2
+    return data[i] if n % 2 == 1 else (data[i - 1] + data[i]) / 2
+
+
 def _robust_z(x: float, values: list[float], min_scale: float) -> tuple[float, float, float]:
-    med = statistics.median(values)
-    mad = statistics.median(abs(v - med) for v in values)
+    med = _median(values)
+    mad = _median([abs(v - med) for v in values])
     scale = max(_MAD_TO_SD * mad, min_scale)
     return (x - med) / scale, med, scale
 
@@ -136,16 +148,50 @@ class PeerOutlier:
         peers = [p for p in peers if not (p[0] == row[0] and p[4] == row[4])] + [row]
         return peers[-max_peers:]
 
-    def _judge(self, row: list, village: list, district: list) -> dict | None:
+    @staticmethod
+    def _by_contest(village: list) -> dict[str, tuple[list[int], list[tuple], Counter]]:
+        """Per contest: the village's rows as ``(TPS number, TPS, position, row)`` sorted, their
+        numbers, and how many rows each TPS has (one, unless the state is odd)."""
+        out: dict[str, tuple[list[int], list[tuple], Counter]] = {}
+        for j, p in enumerate(village):
+            out.setdefault(p[4], ([], [], Counter()))[1].append((int(p[0][10:]), p[0], j, p))
+        for nums, entries, codes in out.values():
+            entries.sort(key=lambda e: (e[0], e[1], e[2]))
+            nums.extend(e[0] for e in entries)
+            codes.update(e[1] for e in entries)
+        return out
+
+    @staticmethod
+    def _nearest(nums: list[int], entries: list[tuple], me: int, tps: str, k: int, selves: int = 1) -> list:
+        """The ``k`` rows other than ``tps`` nearest to TPS number ``me``, by (distance, TPS code).
+
+        The same rows as sorting all of them by that key, found from a window
+        around ``me``: the window's ``k + selves`` or more entries hold ``k``
+        others (``selves`` rows are ``tps``'s own, one in a sane state), and
+        every row nearer than the farthest of them lies within its distance.
+        """
+        cand = entries
+        if len(entries) > 4 * (k + selves) + 8:
+            i = bisect.bisect_left(nums, me)
+            lo, hi = max(0, i - k - selves), min(len(nums), i + k + selves)
+            reach = max(abs(nums[lo] - me), abs(nums[hi - 1] - me))
+            cand = entries[bisect.bisect_left(nums, me - reach):bisect.bisect_right(nums, me + reach)]
+        # Ties of (distance, TPS) keep the village's order, as a stable sort would; rows are never compared.
+        best = heapq.nsmallest(k, ((abs(n - me), t, j, p) for n, t, j, p in cand if t != tps))
+        return [p for _, _, _, p in best]
+
+    def _judge(self, row: list, village: list, district: list, by_contest: dict | None = None) -> dict | None:
         tps, turnout, shares, _, contest, _ = row
         level, peers = None, []
-        v_peers = [p for p in village if p[0] != tps and p[4] == contest]
-        if len(v_peers) >= self.min_peers:
+        if by_contest is None:
+            by_contest = self._by_contest(village)
+        nums, entries, codes = by_contest.get(contest) or ([], [], Counter())
+        if len(entries) - codes[tps] >= self.min_peers:
             # TPS numbers follow the RT/RW map, so the nearest numbers are the nearest neighbours:
             # a big urban village holds pockets that vote differently, and a TPS is judged by its pocket.
             me = int(tps[10:])
             level = "village"
-            peers = heapq.nsmallest(self.neighbours, v_peers, key=lambda p: (abs(int(p[0][10:]) - me), p[0]))
+            peers = self._nearest(nums, entries, me, tps, self.neighbours, codes[tps])
         else:
             d_peers = [p for p in district if p[0] != tps and p[4] == contest]
             if len(d_peers) >= self.min_peers:
@@ -193,8 +239,9 @@ class PeerOutlier:
         near = heapq.nsmallest(2 * self.neighbours + 1, village, key=lambda r: (abs(int(r[0][10:]) - me), r[0]))
         todo = {f"{r[0]}|{r[4]}": r for r in near}
         todo.update({f"{r[0]}|{r[4]}": r for r in village if f"{r[0]}|{r[4]}" in flagged})
+        by_contest = self._by_contest(village)
         for rkey, r in todo.items():
-            verdict = self._judge(r, village, district)
+            verdict = self._judge(r, village, district, by_contest)
             if verdict is not None:
                 # Re-judging an old TPS reports again only if it is the new tally or newly flagged.
                 if r[0] == tps or rkey not in flagged:

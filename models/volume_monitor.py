@@ -220,11 +220,19 @@ class VolumeMonitor:
             self._max_event_ts[stream] = ts
         return self._close(self._max_event_ts[stream] - self.allowed_lateness, stream)
 
-    def advance(self, now: datetime) -> list[Finding]:
-        """Close the buckets that ``now`` (wall clock) has passed, even without events."""
+    def advance(self, now: datetime, live_within: float | None = None) -> list[Finding]:
+        """Close the buckets that ``now`` (wall clock) has passed, even without events.
+
+        With ``live_within`` (seconds), a stream whose newest event is older
+        than that before ``now`` is a backfill of history, not a live stream:
+        the wall clock says nothing about it, and it is left to its own events.
+        """
         findings: list[Finding] = []
+        t = _ts(now)
         for stream in list(self._closed_upto):
-            findings += self._close(_ts(now) - self.allowed_lateness, stream)
+            if live_within is not None and t - self._max_event_ts.get(stream, t) > live_within:
+                continue
+            findings += self._close(t - self.allowed_lateness, stream)
         return findings
 
     def latest_scores(self) -> dict[tuple[str, str], float]:
@@ -274,11 +282,10 @@ class VolumeMonitor:
 
     def _score_bucket(self, sid: str, s: dict, model: VolumeModel, b: int, seen: int) -> Finding | None:
         start = b * self.bucket_seconds
-        x = {"timestamp": _dt(start), "value": float(seen)}
-        score = model.score_one(x)
-        expected = model.expected(x)
-        direction = model.direction(x)
-        model.learn_one(x)
+        # One call for score_one, expected, direction and learn_one of
+        # {"timestamp": _dt(start), "value": float(seen)}: same results, the
+        # forecast computed once (the epoch seconds of _dt(start) are start).
+        score, expected, direction = model.score_learn_one(float(start), float(seen))
         self.stats["buckets_scored"] += 1
         s["last"] = {"score": score, "expected": expected, "seen": float(seen), "bucket_start": start}
         anomalous = model.warm and score >= self.threshold

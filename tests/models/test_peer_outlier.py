@@ -146,3 +146,28 @@ def test_late_older_revision_does_not_replace_newer_figures():
     det.process_one(dict(ev, event_id="ev-r1", revision=1))
     assert det.process_one(dict(ev, event_id="ev-r0", revision=0, voters=10)) == []
     assert [p[3] for p in table["v:3173011005"]["peers"]] == ["ev-r1"]
+
+
+def test_nearest_peers_match_sorting_the_whole_village():
+    """The windowed neighbour search picks exactly the rows a full sort by
+    (distance of TPS numbers, TPS code) picks, ties and odd prefixes included."""
+    import heapq
+    import random
+
+    from models.peer_outlier import PeerOutlier
+
+    rng = random.Random(11)
+    for _ in range(300):
+        n = rng.randint(1, 120)
+        nums = rng.sample(range(1, 400), n)
+        village = [[rng.choice(["3173011005", "3173011006"]) + f"{k:03d}", 0.5, {}, f"e{k}",
+                    rng.choice(["PPWP", "DPR"]), 0] for k in nums]
+        village = list({(r[0], r[4]): r for r in village}.values())
+        by_contest = PeerOutlier._by_contest(village)
+        for row in rng.sample(village, min(5, len(village))):
+            tps, contest, k = row[0], row[4], rng.choice([1, 3, 12])
+            me = int(tps[10:])
+            others = [p for p in village if p[0] != tps and p[4] == contest]
+            want = heapq.nsmallest(k, others, key=lambda p: (abs(int(p[0][10:]) - me), p[0]))
+            nums_c, entries, codes = by_contest[contest]
+            assert PeerOutlier._nearest(nums_c, entries, me, tps, k, codes[tps]) == want

@@ -325,3 +325,31 @@ def test_lasting_silence_is_adopted_not_alarmed_forever():
         m.learn_one(x)
     assert m.n_shifts > shifts
     assert max(scores[-24:]) < 0.6
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_score_learn_one_equals_the_four_calls(seed):
+    """The monitor's one-call path gives exactly what score_one, expected,
+    direction and learn_one give, on a random count series with silences,
+    spikes, gaps, repeats, out-of-order times and a switch to raw values."""
+    import random
+
+    rng = random.Random(seed)
+    a, b = VolumeModel(), VolumeModel()
+    t = 1_700_000_000.0
+    for i in range(3000):
+        t += rng.choice([300.0] * 20 + [600.0, 3600.0, -300.0, 0.0])
+        base = 30 + 25 * math.sin(2 * math.pi * (t % 86400) / 86400)
+        r = rng.random()
+        v = 0.0 if r < 0.1 else float(rng.randint(200, 400)) if r < 0.12 else float(max(0, round(rng.gauss(base, 5))))
+        if i == 2500:
+            v = 2.5  # no longer a count series: the model restarts on raw values
+        elif i > 2500 and r < 0.02:
+            v = float("nan")
+        x = {"timestamp": t, "value": v}
+        want = (a.score_one(x), a.expected(x), a.direction(x))
+        a.learn_one(x)
+        got = b.score_learn_one(t, v)
+        assert got[2] == want[2]
+        assert got[0] == pytest.approx(want[0], abs=1e-9) and got[1] == pytest.approx(want[1], abs=1e-9)
+    assert a.state_dict() == b.state_dict()
