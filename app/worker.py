@@ -41,6 +41,10 @@ from models.base import Finding
 log = logging.getLogger("pantau.worker")
 
 STREAMS = ("registrations", "results", "feedback")
+#: A stream whose newest event is older than this is a backfill: the wall clock does not close its buckets.
+LIVE_WITHIN = 86400.0
+#: Key of the wall-clock tick sent to volume partitions (never a stream|province key).
+TICK = "__tick__"
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -298,14 +302,21 @@ class Worker:
 
     async def _observe_volume(self, partition: int, items: list[list[Any]]) -> None:
         monitor = self._volume_monitor(partition)
-        for _key, p in items:
-            when = datetime.fromtimestamp(p["at"], timezone.utc)
+        for key, p in items:
             try:
-                findings = monitor.observe(p["stream"], when, p["region"], p["source"], count=p["count"])
+                if key == TICK:
+                    findings = monitor.advance(datetime.fromtimestamp(p["now"], timezone.utc), live_within=LIVE_WITHIN)
+                else:
+                    when = datetime.fromtimestamp(p["at"], timezone.utc)
+                    findings = monitor.observe(p["stream"], when, p["region"], p["source"], count=p["count"])
             except Exception:  # noqa: BLE001 - a detector bug must not stop the stream
                 log.exception("volume monitor failed on a partial count")
                 continue
             await self._publish(findings)
+        for (stream, province), last in monitor.latest().items():
+            self.metrics.volume_score.labels(stream, province).set(last["score"])
+            self.metrics.volume_expected.labels(stream, province).set(last["expected"])
+            self.metrics.volume_observed.labels(stream, province).set(last["seen"])
         # Snapshot from inside the agent, so the write lands in this partition's changelog.
         if time.monotonic() - self._volume_snapshot_at[partition] >= self.settings.snapshot_seconds:
             self.tables["volume"][f"p{partition}"] = monitor.state_dict()
@@ -365,15 +376,25 @@ class Worker:
 
     # -- timers -------------------------------------------------------------
     async def _housekeeping(self) -> None:
-        now = datetime.now(timezone.utc)
-        for monitor in list(self._volume_monitors.values()):
-            await self._publish(monitor.advance(now))
-            for (stream, province), last in monitor.latest().items():
-                self.metrics.volume_score.labels(stream, province).set(last["score"])
-                self.metrics.volume_expected.labels(stream, province).set(last["expected"])
-                self.metrics.volume_observed.labels(stream, province).set(last["seen"])
-        self._update_lag()
-        self._update_index_sizes()
+        try:
+            await self._tick_volume()
+            self._update_lag()
+            self._update_index_sizes()
+            self._export_detector_errors()
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the whole app
+            log.exception("housekeeping failed")
+
+    async def _tick_volume(self) -> None:
+        """Ask each volume partition held here to close buckets the wall clock has passed.
+
+        Table writes need an event's partition, which a timer does not have, so
+        the work happens in the volume agent when the tick arrives.
+        """
+        payload = orjson.dumps([[TICK, {"now": time.time()}]])
+        for partition in list(self._volume_monitors):
+            await self.topics["volume"].send(key=TICK.encode(), value=payload, partition=partition)
+
+    def _export_detector_errors(self) -> None:
         for name, count in list(DETECTOR_ERRORS.items()):
             current = self.detector_errors.labels(name)._value.get()
             if count > current:
@@ -416,6 +437,12 @@ class Worker:
             self.metrics.consumer_lag.labels(stream).set(value)
 
     async def _probe_broker(self) -> None:
+        try:
+            await self._probe_broker_once()
+        except Exception:  # noqa: BLE001 - see _housekeeping
+            log.exception("broker probe failed")
+
+    async def _probe_broker_once(self) -> None:
         up = await asyncio.get_running_loop().run_in_executor(None, self._broker_reachable)
         self.metrics.broker_up.set(1 if up else 0)
         if self._broker_was_up and not up:

@@ -51,6 +51,16 @@ def test_streams_keep_their_own_watermark():
     assert mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"] == regs
 
 
+def test_the_wall_clock_does_not_advance_a_backfill():
+    mon = VolumeMonitor(bucket_seconds=300, allowed_lateness=0)
+    feed(mon, 60)
+    before = mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"]
+    assert mon.advance(T0 + timedelta(days=400), live_within=86400) == []
+    assert mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"] == before
+    mon.advance(T0 + timedelta(hours=2), live_within=86400)  # live: closes the silent hour
+    assert mon.state_dict()["series"][PROV]["model"]["state"]["n_seen"] > before
+
+
 def test_counts_can_arrive_pre_aggregated():
     one, many = VolumeMonitor(allowed_lateness=0), VolumeMonitor(allowed_lateness=0)
     region = {"province": "32", "regency": "3273"}
