@@ -9,7 +9,10 @@ The rules are those of ``docs/contracts.md``:
   one alert) are one person, so every pair within it is a duplicate pair; an
   alert pair is right when both events belong to the same labelled group;
 * ``volume``: an alert is right when its window overlaps a volume label's
-  window on the same stream and region.
+  window on the same stream and region;
+* region detectors (``birthdate_heaping``, ``digit_forensics``): an alert is
+  right when it is about the labelled region (same regency, or province where
+  the label names no regency), or shares an event id with the label.
 
 Examples
 --------
@@ -29,6 +32,8 @@ from itertools import combinations
 from typing import Any
 
 PAIR_DETECTORS = frozenset({"duplicate_nik", "duplicate_person"})
+#: Detectors that judge a region, not a record: matched on the region (or a shared event id).
+REGION_DETECTORS = frozenset({"birthdate_heaping", "digit_forensics"})
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -87,6 +92,14 @@ def _overlaps(alert: dict, label: dict) -> bool:
     return True
 
 
+def _same_region(alert: dict, label: dict) -> bool:
+    if set(alert.get("event_ids") or ()) & set(label.get("event_ids") or ()):
+        return True
+    region, lregion = alert.get("region") or {}, label.get("region") or {}
+    level = "regency" if lregion.get("regency") else "province"
+    return bool(lregion.get(level)) and region.get(level) == lregion[level]
+
+
 def score(alerts: list[dict], labels: list[dict]) -> dict[str, dict[str, Any]]:
     """Per detector: alerts, labels, precision and recall (None where undefined).
 
@@ -105,6 +118,11 @@ def score(alerts: list[dict], labels: list[dict]) -> dict[str, dict[str, Any]]:
             result[det] = {"alerts": len(det_alerts), "labels": 0, "precision": None, "recall": None}
         elif det in PAIR_DETECTORS:
             result[det] = _score_pairs(det_alerts, det_labels)
+        elif det in REGION_DETECTORS:
+            right = sum(any(_same_region(a, lb) for lb in det_labels) for a in det_alerts)
+            found = sum(any(_same_region(a, lb) for a in det_alerts) for lb in det_labels)
+            result[det] = {"alerts": len(det_alerts), "labels": len(det_labels),
+                           "precision": _ratio(right, len(det_alerts)), "recall": _ratio(found, len(det_labels))}
         elif det == "volume":
             right = sum(any(_overlaps(a, lb) for lb in det_labels) for a in det_alerts)
             found = sum(any(_overlaps(a, lb) for a in det_alerts) for lb in det_labels)
