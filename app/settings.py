@@ -71,6 +71,8 @@ class Settings:
     hmac_secret: str = DEFAULT_HMAC_SECRET
     #: PANTAU_MAX_EVENT_BYTES: larger payloads are dead-lettered as ``oversized``.
     max_event_bytes: int = 65536
+    #: PANTAU_MAX_FUTURE_SECONDS: events dated further ahead of the worker's clock are dead-lettered.
+    max_future_seconds: float = 86400.0
     #: PANTAU_POLLING_DAY: polling day for eligibility (age 17 on that day).
     polling_day: date = date(2024, 2, 14)
     #: PANTAU_TPS_CAP: most voters one TPS may serve (300 in 2024).

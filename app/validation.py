@@ -26,6 +26,7 @@ app.validation.InvalidEvent: duplicate_keys: field 'alert_id' appears more than 
 from __future__ import annotations
 
 import json
+import time
 from datetime import date, datetime
 from importlib import resources
 from typing import Any
@@ -79,7 +80,7 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _check_datetime(value: str, where: str) -> datetime:
+def _check_datetime(value: str, where: str, latest: float | None = None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -88,6 +89,10 @@ def _check_datetime(value: str, where: str) -> datetime:
         raise InvalidEvent("invalid_date", f"{where} has no UTC offset (RFC 3339 needs one)")
     if not 2000 <= parsed.year <= 2100:
         raise InvalidEvent("invalid_date", f"{where} is outside the years 2000-2100")
+    if latest is not None and parsed.timestamp() > latest:
+        # A clock far ahead would move event-time watermarks and make every
+        # later event late; such an event is refused, not silently absorbed.
+        raise InvalidEvent("invalid_date", f"{where} is more than the allowed time ahead of this worker's clock")
     return parsed
 
 
@@ -98,10 +103,14 @@ class Validator:
     ----------
     max_bytes
         Payloads larger than this are ``oversized``.
+    max_future_seconds
+        Event times further than this ahead of the wall clock are
+        ``invalid_date`` (the worker sets it; ``replay`` of history does not).
     """
 
-    def __init__(self, max_bytes: int = 65536) -> None:
+    def __init__(self, max_bytes: int = 65536, max_future_seconds: float | None = None) -> None:
         self.max_bytes = max_bytes
+        self.max_future_seconds = max_future_seconds
         self._validate = {
             # date-time values are checked after the schema, by _check_dates,
             # so an impossible date is reported as "invalid_date", not "schema".
@@ -134,10 +143,10 @@ class Validator:
         self._check_dates(stream, event)
         return event
 
-    @staticmethod
-    def _check_dates(stream: str, event: dict[str, Any]) -> None:
+    def _check_dates(self, stream: str, event: dict[str, Any]) -> None:
+        latest = None if self.max_future_seconds is None else time.time() + self.max_future_seconds
         if stream == "registrations":
-            _check_datetime(event["occurred_at"], "occurred_at")
+            _check_datetime(event["occurred_at"], "occurred_at", latest)
             birth = event["voter"].get("birth_date")
             if birth:
                 try:
@@ -147,7 +156,7 @@ class Validator:
                 if born.year < 1880:
                     raise InvalidEvent("invalid_date", "voter.birth_date is before 1880")
         elif stream == "results":
-            _check_datetime(event["submitted_at"], "submitted_at")
+            _check_datetime(event["submitted_at"], "submitted_at", latest)
         elif stream == "feedback":
             _check_datetime(event["decided_at"], "decided_at")
 

@@ -80,7 +80,7 @@ class Worker:
             "pantau_detector_errors", "Detector failures on single events (the event is still processed).",
             ["detector"], registry=self.metrics.registry,
         )
-        self.validator = Validator(settings.max_event_bytes)
+        self.validator = Validator(settings.max_event_bytes, settings.max_future_seconds)
         self.app = self._make_app()
         self._declare_topics()
         self._declare_tables()

@@ -123,3 +123,14 @@ def test_feedback_events():
           "decided_at": "2024-02-15T10:00:00+07:00", "reviewer": "staff-7"}
     assert V.decode("feedback", orjson.dumps(fb))["verdict"] == "false_positive"
     assert reason("feedback", orjson.dumps({**fb, "verdict": "unsure"})) == "schema"
+
+
+def test_the_worker_refuses_events_from_the_future_but_replay_of_history_does_not():
+    from datetime import datetime, timedelta, timezone
+
+    ahead = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
+    worker = Validator(max_future_seconds=86400)
+    with pytest.raises(InvalidEvent, match="ahead of this worker's clock"):
+        worker.decode("results", dumps(result(submitted_at=ahead)))
+    assert worker.decode("results", dumps(result()))  # 2024 is fine
+    assert V.decode("results", dumps(result(submitted_at=ahead)))  # replay: no wall clock
