@@ -14,10 +14,10 @@ from collections.abc import MutableMapping
 from datetime import date, datetime
 from typing import Any
 
-from lokal import parse_nik
 from scipy import stats
 
 from models.base import Finding
+from models.lookups import parse_nik
 
 __all__ = ["BirthdateHeaping", "DEFAULT_DATES"]
 
@@ -115,7 +115,7 @@ class BirthdateHeaping:
                 return date.fromisoformat(raw)
             except ValueError:
                 return None
-        info = parse_nik(str(voter.get("nik") or ""), reference_date=ref)
+        info = parse_nik(str(voter.get("nik") or ""), ref)
         return date.fromisoformat(info.birth_date) if info.birth_date else None
 
     def process_one(self, event: dict) -> list[Finding]:

@@ -61,11 +61,11 @@ def _digit_hist(counts: np.ndarray, which: str) -> np.ndarray:
     mask = counts >= 10
     if counts.ndim == 1:
         return np.bincount(d[mask], minlength=10).astype(float)
-    # One histogram per simulation row.
-    out = np.zeros((counts.shape[0], 10))
-    for k in range(10):
-        out[:, k] = ((d == k) & mask).sum(axis=1)
-    return out
+    # One histogram per simulation row: one bincount over row * 11 + digit, with
+    # counts below 10 sent to an 11th bin that is dropped.
+    rows = counts.shape[0]
+    idx = np.where(mask, d, 10) + 11 * np.arange(rows)[:, None]
+    return np.bincount(idx.ravel(), minlength=11 * rows).reshape(rows, 11)[:, :10].astype(float)
 
 
 def _chi2(hist: np.ndarray, expected_freq: np.ndarray) -> np.ndarray:
@@ -172,7 +172,11 @@ class DigitForensics:
             if c not in cands:
                 cands.append(c)
         row = [int(event["valid"]), [int(event["votes"].get(c, 0)) for c in cands], int(event["voters"]), reg]
-        rows = [[r[0], r[1] + [0] * (len(cands) - len(r[1])), r[2], r[3]] for r in st["rows"]] + [row]
+        width = len(cands)
+        # Rows stay as they are unless a new candidate widens them (values are
+        # only read, never changed in place, so sharing them is safe).
+        rows = [r if len(r[1]) == width and type(r) is list else [r[0], r[1] + [0] * (width - len(r[1])), r[2], r[3]]
+                for r in st["rows"][-self.max_tps:]] + [row]
         rows = rows[-self.max_tps:]
         since, n = st["since"] + 1, st["n"] + 1
         out: list[Finding] = []

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 from models.base import Finding
@@ -56,6 +57,12 @@ def clean_date(value: Any) -> str | None:
     """
     if not value or not isinstance(value, str):
         return None
+    return _clean_date(value)
+
+
+@lru_cache(maxsize=8192)
+def _clean_date(value: str) -> str | None:
+    # Birth dates repeat a lot (and one record asks several times): cache the parse.
     m = _DATE_RE.match(value.strip())
     if not m or not (1 <= int(m.group(2)) <= 12 and 1 <= int(m.group(3)) <= 31):
         return None

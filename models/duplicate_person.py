@@ -204,10 +204,29 @@ class PersonDuplicateDetector:
     # -- records and keys ------------------------------------------------------
 
     def _prepared(self, event: dict) -> tuple[list, list[str]]:
-        """Compact record and blocking keys; computed once per ``process_one``."""
+        """Compact record and blocking keys; computed once per ``process_one``, and
+        once per record across :meth:`blocking_keys` and the ``match_in_block``
+        calls of its blocks."""
         if self._current is not None and self._current[0] is event:
             return self._current[1], self._current[2]
-        return self.compact(event), self.blocking_keys(event)
+        fp = _fingerprint(event)
+        if fp is None:
+            return self.compact(event), self._blocking_keys(event)
+        last = self.__dict__.get("_last_compact")
+        if last is not None and last[0] == fp:
+            rec = list(last[1])
+        else:
+            rec = self.compact(event)
+            self.__dict__["_last_compact"] = (fp, list(rec))
+        return rec, self._keys_for(event, fp)
+
+    def _keys_for(self, event: dict, fp: tuple) -> list[str]:
+        last = self.__dict__.get("_last_keys")
+        if last is not None and last[0] == fp:
+            return list(last[1])
+        keys = self._blocking_keys(event)
+        self.__dict__["_last_keys"] = (fp, list(keys))
+        return keys
 
     def compact(self, event: dict) -> list:
         """The record as stored in a block: hashes, normalised fields, no raw NIK/NKK."""
@@ -252,6 +271,10 @@ class PersonDuplicateDetector:
         >>> any("1990" in k or "SITI" in k for k in keys)
         False
         """
+        fp = _fingerprint(event)
+        return self._blocking_keys(event) if fp is None else self._keys_for(event, fp)
+
+    def _blocking_keys(self, event: dict) -> list[str]:
         v = event.get("voter") or {}
         nik = str(v.get("nik") or "")
         nb = nik_birth(nik)
@@ -483,6 +506,22 @@ class PersonDuplicateDetector:
             region=event.get("region"),
             kind="other_nik",
         )
+
+
+def _fingerprint(event: dict) -> tuple | None:
+    """Everything :meth:`PersonDuplicateDetector.compact` and ``blocking_keys`` read from an
+    event (with types: 1 == 1.0 == True, but their f-strings differ), or None if unhashable."""
+    try:
+        v = event.get("voter") or {}
+        g = v.get
+        vals = (event.get("event_id"), (event.get("region") or {}).get("regency"), g("nik"), g("name"),
+                g("birth_date"), g("sex"), g("birth_place"), g("address"), g("rt"), g("rw"), g("nkk"),
+                g("marital_status"), g("disability"))
+        fp = (vals, tuple(map(type, vals)))
+        hash(fp)
+    except (TypeError, AttributeError):
+        return None
+    return fp
 
 
 def _field_agreement(x: dict) -> tuple[list[str], list[str]]:

