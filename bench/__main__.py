@@ -45,9 +45,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--events", type=int, default=20000, help="events pre-produced for throughput")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--cap", type=float, default=15.0, help="seconds after its first event a pantau run stops (0: none)")
+    p.add_argument("--cap", type=float, default=10.0, help="seconds after its first event a pantau run stops (0: none)")
+    p.add_argument("--e2e-events", type=int, default=1500,
+                   help="events for the run that waits for the second stage too (0: skip)")
     p.add_argument("--latency-seconds", type=float, default=15.0)
-    p.add_argument("--mixed", type=int, default=500, help="lines of the mixed replay file (0: all)")
+    p.add_argument("--mixed", type=int, default=300, help="lines of the mixed replay file (0: all)")
     p.add_argument("--tallies", type=int, default=1000, help="tallies replayed for the national estimate")
     p.add_argument("--full-national", action="store_true", help="replay all 820,161 tallies whatever the estimate")
     p.add_argument("--no-profile", action="store_true")
@@ -71,7 +73,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     from bench.common import CODE, machine, median, summarize_profile
     from bench.latency import run_latency
     from bench.replay_speed import NATIONAL_TPS, replay, run_national, write_mixed
-    from bench.throughput import prepare, run_noop, run_pantau, run_scaleout
+    from bench.throughput import prepare, run_end_to_end, run_noop, run_pantau, run_scaleout
 
     console = Console()
     began = time.monotonic()
@@ -124,6 +126,21 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
             t.add_row("median", f"{noop_med:.0f}", f"{pantau_med:.0f}", f"{median(ratios):.4f}", "",
                       f"{cpu_med:.2f} (without py-spy)" if cpu_med else "-", style="bold")
             console.print(t)
+
+            # 1b. end to end, second stage included
+            if args.e2e_events:
+                small, _ = prepare(broker.url, base, events[: args.e2e_events])
+                e2e = run_end_to_end(small, args.e2e_events, base)
+                out["end_to_end"] = e2e
+                t = Table("events", "input done after", "input ev/s", "routed messages",
+                          "second stage done after", "end-to-end ev/s",
+                          title="1b. one pantau worker until its second stage (routed topics) is done too")
+                fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+                t.add_row(str(e2e["events"]), fmt(e2e["input_seconds"], "{:.1f} s"), fmt(e2e["input_rate"], "{:.0f}"),
+                          str(e2e["routed"]), fmt(e2e["all_seconds"], "{:.1f} s"),
+                          fmt(e2e["end_to_end_rate"], "{:.0f}"))
+                console.print(f"{elapsed()} end to end done")
+                console.print(t)
 
             # 4. memory (from the last pantau run without py-spy, else the last)
             plain = [r[1] for r in rows if not r[2]] or [rows[-1][1]]

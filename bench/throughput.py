@@ -128,6 +128,59 @@ def run_pantau(settings: Settings, total: int, logs: Path, timeout: float = 240.
     return result
 
 
+async def _route_progress(settings: Settings) -> tuple[int, int]:
+    """(end offsets, committed offsets of the worker's group) summed over the second-stage topics."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from app.kafka_io import client_options
+    from app.pipeline import ROUTE_KINDS
+    from app.worker import internal_topic_name
+
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(internal_topic_name(settings, k), p)
+               for k in ROUTE_KINDS for p in range(settings.partitions)]
+        end = sum((await consumer.end_offsets(tps)).values())
+        committed = sum([(await consumer.committed(tp)) or 0 for tp in tps])
+    finally:
+        await consumer.stop()
+    return end, committed
+
+
+def run_end_to_end(settings: Settings, total: int, logs: Path, timeout: float = 240.0) -> dict:
+    """One uncapped ``pantau worker`` over ``total`` events: when the input was done, and when the
+    second-stage (routed) topics were committed to their end, i.e. all the work was done.
+
+    Committed offsets move every ``broker_commit_every`` (Faust: ~2.8 s), so the stage-2 time is
+    known to a few seconds; Tansu's end offsets can be off by up to a batch (docs/broker.md).
+    """
+    settings = with_app(settings)
+    worker = spawn(WorkerProcess(settings, logs / f"e2e-{settings.app_id}.log"))
+    try:
+        started = time.monotonic()
+        run = poll_until(lambda: pantau_processed(settings.web_port), total, timeout, 0.5,
+                         alive=lambda: worker.proc.poll() is None)
+        first, input_done = run.crossing(1), run.crossing(total)
+        if first is None or input_done is None:
+            raise RuntimeError(f"end to end: input processed {run.last:.0f} of {total} (log: {worker.log_path})")
+        routed = committed = 0
+        stage2_done = None
+        while time.monotonic() - started < timeout and worker.proc.poll() is None:
+            routed, committed = asyncio.run(_route_progress(settings))
+            if routed and committed >= routed - 4:  # Tansu's end offsets may be off by a little
+                stage2_done = time.monotonic()
+                break
+            time.sleep(1.0)
+    finally:
+        worker.stop()
+    return {"events": total, "input_seconds": input_done - first, "input_rate": run.rate(),
+            "routed": routed, "committed": committed,
+            "all_seconds": (stage2_done - first) if stage2_done else None,
+            "end_to_end_rate": total / (stage2_done - first) if stage2_done else None}
+
+
 def run_scaleout(broker_url: str, base: Path, events, logs: Path, workers: int = 2,
                  timeout: float = 240.0, cap: float | None = None) -> dict:
     """``workers`` pantau workers in one group (4 partitions): all ready first, then the events arrive."""
