@@ -177,7 +177,7 @@ class PeerOutlier:
             reach = max(abs(nums[lo] - me), abs(nums[hi - 1] - me))
             cand = entries[bisect.bisect_left(nums, me - reach):bisect.bisect_right(nums, me + reach)]
         # Ties of (distance, TPS) keep the village's order, as a stable sort would; rows are never compared.
-        best = heapq.nsmallest(k, ((abs(n - me), t, j, p) for n, t, j, p in cand if t != tps))
+        best = sorted([(abs(n - me), t, j, p) for n, t, j, p in cand if t != tps])[:k]  # = heapq.nsmallest
         return [p for _, _, _, p in best]
 
     def _judge(self, row: list, village: list, district: list, by_contest: dict | None = None) -> dict | None:
