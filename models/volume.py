@@ -373,9 +373,9 @@ class VolumeModel(AnomalyDetector):
     def _floor(self, expected: float) -> float:
         # Relative floor: constant series keep a tiny positive scale.
         floor = 1e-9 + 1e-6 * abs(expected)
-        if self.is_count:
+        if self.is_count and _COUNT_FLOOR > floor:  # max(floor, _COUNT_FLOOR)
             # Counts are at least Poisson-noisy (standard deviation 1 after Anscombe).
-            floor = max(floor, _COUNT_FLOOR)
+            floor = _COUNT_FLOOR
         return floor
 
     def _tx(self, v: float) -> float:
@@ -388,7 +388,8 @@ class VolumeModel(AnomalyDetector):
     def _inv(self, y: float) -> float:
         if not self.is_count:
             return y
-        return max((y / 2.0) ** 2 - 0.375, 0.0)
+        v = (y / 2.0) ** 2 - 0.375
+        return 0.0 if 0.0 > v else v  # max(v, 0.0)
 
     def _forecast(self, t: float | None, season: Any = _UNSET) -> tuple[float, float]:
         """(expected value, scale) from the forecast that has been more accurate."""
@@ -400,13 +401,18 @@ class VolumeModel(AnomalyDetector):
             slot = (1.0 - f) * self.slot_mad[d0] + f * self.slot_mad[d1]
             mad = slot if self.slot_mad_n[d0] > 0 and self.slot_mad_n[d1] > 0 else self.mad_s
             # Geometric mean: the hour's own noise, tempered by the overall noise.
-            mad = max(math.sqrt(max(mad, 0.0) * self.mad_s), _SLOW_FLOOR * self.slow_s)
+            # (max() written out below, as ``b if b > a else a``: this runs for every bucket.)
+            g = math.sqrt((0.0 if 0.0 > mad else mad) * self.mad_s)
+            slow = _SLOW_FLOOR * self.slow_s
+            mad = slow if slow > g else g
         else:
             expected = self.level_p if self.level_p is not None else 0.0
-            mad = max(self.mad_p, _SLOW_FLOOR * self.slow_p)
-        if self.is_count:
-            expected = max(expected, _TX_ZERO)
-        return expected, max(_MAD_TO_SD * mad, self._floor(expected))
+            slow = _SLOW_FLOOR * self.slow_p
+            mad = slow if slow > self.mad_p else self.mad_p
+        if self.is_count and _TX_ZERO > expected:
+            expected = _TX_ZERO
+        scale, floor = _MAD_TO_SD * mad, self._floor(expected)
+        return expected, floor if floor > scale else scale
 
     def _z(self, x: dict) -> tuple[float, float] | None:
         """(robust z, expected in model space) of ``x``, or None."""
@@ -465,11 +471,12 @@ class VolumeModel(AnomalyDetector):
         emp = (1.0 - f) * self.zero_p[d0] + f * self.zero_p[d1]
         if expected is None:
             expected = self._forecast(t)[0]
-        pois = math.exp(-min(self._inv(expected), 700.0))
+        e = self._inv(expected)
+        pois = math.exp(-(700.0 if 700.0 < e else e))  # min(e, 700)
         # A few pseudo-observations of Poisson's answer: a handful of busy buckets
         # without a zero is no proof that a zero is impossible.
         p0 = (n * emp + 4.0 * pois) / (n + 4.0)
-        nll = -math.log(max(p0, 1e-12))
+        nll = -math.log(1e-12 if 1e-12 > p0 else p0)  # max(p0, 1e-12)
         return math.sqrt(2.0 * (self.zero_mass + nll)), nll
 
     def _learn_zero(self, t: float, is_zero: bool, expected: float, zero: tuple | None = None) -> None:
@@ -502,7 +509,11 @@ class VolumeModel(AnomalyDetector):
         return math.sqrt(a / (2.0 - a))
 
     def _next_ewz(self, z: float) -> float:
-        zc = max(-self.shift_z, min(self.shift_z, z))
+        # max(-shift_z, min(shift_z, z)), written out (this runs for every bucket)
+        lim = self.shift_z
+        zc = z if z < lim else lim
+        if not zc > -lim:
+            zc = -lim
         return self.ewz + self.persist_alpha * (zc - self.ewz)
 
     def _note_time(self, t: float) -> None:
@@ -620,9 +631,15 @@ class VolumeModel(AnomalyDetector):
         r_p = v - self.level_p
         r_s = v - level_s - (season or 0.0)
         if protect:
-            lim_p = self.clip_z * max(_MAD_TO_SD * self.mad_p, self._floor(self.level_p))
-            r_p = max(-lim_p, min(lim_p, r_p))
-            r_s = max(-lim, min(lim, r_s))
+            # max(-L, min(L, r)), written out: this runs for every bucket of every series.
+            sc, fl = _MAD_TO_SD * self.mad_p, self._floor(self.level_p)
+            lim_p = self.clip_z * (fl if fl > sc else sc)
+            r_p = r_p if r_p < lim_p else lim_p
+            if not r_p > -lim_p:
+                r_p = -lim_p
+            r_s = r_s if r_s < lim else lim
+            if not r_s > -lim:
+                r_s = -lim
 
         # Early on, plain running means; later, exponential smoothing.
         # (``b if b > a else a`` is max(a, b) and ``b if b < a else a`` min(a, b),
@@ -652,7 +669,9 @@ class VolumeModel(AnomalyDetector):
         if quiet:
             self.mad_p += err_a * (abs(r_p) - self.mad_p)
             self.mad_s += err_a * (abs(r_s) - self.mad_s)
-            slow_a = max(self.scale_alpha / 10.0, 1.0 / n)
+            slow_a = self.scale_alpha / 10.0
+            if inv_n > slow_a:  # max(scale_alpha / 10, 1 / n)
+                slow_a = inv_n
             self.slow_p += slow_a * (abs(r_p) - self.slow_p)
             self.slow_s += slow_a * (abs(r_s) - self.slow_s)
         if n > self.grace_period:
@@ -660,7 +679,8 @@ class VolumeModel(AnomalyDetector):
         self.level_p += a * r_p
         # The seasonal forecast's level moves per hour, not per point, so that at any
         # sampling rate the daily shape is carried by the slots, not by the level.
-        self.level_s = level_s + max(self._per_visit(self.level_alpha), 1.0 / n) * r_s
+        rate = self._per_visit(self.level_alpha)
+        self.level_s = level_s + (inv_n if inv_n > rate else rate) * r_s  # max(rate, 1 / n)
 
         if t is not None:
             self._learn_season(t, r_s + (season or 0.0), r_s if quiet else None)
