@@ -12,6 +12,7 @@ the corrected value. Two-digit misreads (214 read as 713) are left to
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from models.base import Finding
 from models.tally_arithmetic import check_tally, registered_limit
@@ -35,6 +36,12 @@ def one_digit_edits(value: int) -> list[tuple[int, str]]:
     >>> sorted(v for v, k in one_digit_edits(5) if k == "substitute")
     [0, 1, 2, 3, 4, 6, 7, 8, 9]
     """
+    return list(_one_digit_edits(value))
+
+
+@lru_cache(maxsize=4096)
+def _one_digit_edits(value: int) -> tuple[tuple[int, str], ...]:
+    # Tally figures are small numbers that repeat: cache the edits of each.
     s = str(value)
     found: dict[int, str] = {}
 
@@ -54,7 +61,7 @@ def one_digit_edits(value: int) -> list[tuple[int, str]]:
     for i in range(len(s) + 1):
         for d in "0123456789":
             add(s[:i] + d + s[i:], "insert_leading" if i == 0 else "insert")
-    return list(found.items())
+    return tuple(found.items())
 
 
 def _when(event: dict) -> datetime | None:
@@ -118,10 +125,24 @@ class OcrMisread:
         figures: list[tuple[str, int]] = [(f"votes.{c}", n) for c, n in votes.items()]
         figures += [("valid", valid), ("invalid", invalid), ("voters", voters)]
         out = []
+        total = sum(votes.values())
         for field, seen in figures:
+            is_vote = field.startswith("votes.")
             for new, kind in one_digit_edits(seen):
+                # The sum and voter rules after the edit, from the totals: most edits fail
+                # here, before any copy is made.
+                if is_vote:
+                    ok = total - seen + new == valid and valid + invalid == voters
+                elif field == "valid":
+                    ok = total == new and new + invalid == voters
+                elif field == "invalid":
+                    ok = total == valid and valid + new == voters
+                else:
+                    ok = total == valid and valid + invalid == new
+                if not ok:
+                    continue
                 v2, val2, inv2, vot2 = dict(votes), valid, invalid, voters
-                if field.startswith("votes."):
+                if is_vote:
                     v2[field[6:]] = new
                 elif field == "valid":
                     val2 = new
