@@ -16,7 +16,8 @@ Run: ``.venv/bin/python -m bench.models_speed [--compare /tmp/base] [--runs 3]``
   Sirekap file, as subprocesses: events per second by replay's own timer
   (``--summary``; interpreter start-up excluded) and the wall time.
 
-``--compare ROOT`` runs the same measurements with ``app/`` and ``models/``
+``--tree DIR`` measures a snapshot instead of this checkout (e.g.
+``git archive HEAD | tar -x -C /tmp/head``). ``--compare ROOT`` runs the same measurements with ``app/`` and ``models/``
 imported from ROOT (e.g. ``git archive HEAD~3 | tar -x -C /tmp/base``),
 alternating the two trees run by run so both see the same machine load; every
 figure is the median of ``--runs`` runs.
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--volume-buckets", type=int, default=20_000)
     ap.add_argument("--compare", type=Path, help="another source tree (app/, models/) to measure side by side")
+    ap.add_argument("--tree", type=Path, default=ROOT,
+                    help="the tree measured as 'this tree' (default: this checkout; a snapshot keeps edits out)")
     ap.add_argument("--skip-replay", action="store_true")
     ap.add_argument("--json", type=Path, help="write the medians here too")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -158,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(measure(args.sim, args.sirekap, args.volume_buckets)))
         return
     ensure_inputs(args.sim, args.sirekap)
-    trees = {"this tree": ROOT}
+    trees = {"this tree": args.tree.resolve()}
     if args.compare:
-        trees = {"compare": args.compare.resolve(), "this tree": ROOT}
+        trees = {"compare": args.compare.resolve(), "this tree": args.tree.resolve()}
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.runs):
