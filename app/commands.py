@@ -127,7 +127,15 @@ def cmd_produce(args: argparse.Namespace) -> int:
     if settings.embedded:
         print("pantau: set PANTAU_BROKER_URL to the broker to send to", file=sys.stderr)
         return 2
-    sent = asyncio.run(_produce(settings, _existing(args.files), args.rate))
+    from aiokafka.errors import KafkaError
+
+    from app.kafka_io import broker_error
+
+    try:
+        sent = asyncio.run(_produce(settings, _existing(args.files), args.rate))
+    except KafkaError as exc:
+        print(broker_error(settings, exc), file=sys.stderr)
+        return 2
     print(f"sent {sent} events", file=sys.stderr)
     return 0
 
@@ -167,10 +175,17 @@ def cmd_tail(args: argparse.Namespace) -> int:
     if settings.embedded:
         print("pantau: set PANTAU_BROKER_URL to the broker to read from", file=sys.stderr)
         return 2
+    from aiokafka.errors import KafkaError
+
+    from app.kafka_io import broker_error
+
     try:
         asyncio.run(_tail(settings, args.from_beginning, args.json, args.limit))
     except KeyboardInterrupt:
         pass
+    except KafkaError as exc:
+        print(broker_error(settings, exc), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -41,6 +41,25 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+def broker_error(settings: Settings, exc: BaseException) -> str:
+    """One line for a person: the tools could not use the broker, and which settings to check.
+
+    aiokafka reports a refused SASL login or a TLS/plaintext mismatch only as
+    "Unable to bootstrap", so the protocol in use decides the hint.
+    """
+    protocol = settings.security_protocol
+    if protocol.startswith("SASL"):
+        hint = (f"SASL authentication failed or was refused (mechanism {settings.sasl_mechanism}, user "
+                f"{settings.sasl_username!r}), or the broker is unreachable: check PANTAU_SASL_MECHANISM, "
+                "PANTAU_SASL_USERNAME, PANTAU_SASL_PASSWORD and PANTAU_BROKER_URL")
+    elif protocol == "SSL":
+        hint = "TLS connection failed or the broker is unreachable: check PANTAU_SSL_CAFILE and PANTAU_BROKER_URL"
+    else:
+        hint = ("the broker is unreachable, or it expects TLS or SASL: check PANTAU_BROKER_URL and "
+                "PANTAU_SECURITY_PROTOCOL")
+    return f"pantau: cannot use the broker at {bootstrap(settings)} ({protocol}): {hint} ({type(exc).__name__}: {exc})"
+
+
 def all_topics(settings: Settings) -> list[str]:
     from app.pipeline import ROUTE_KINDS
     from app.worker import internal_topic_name
