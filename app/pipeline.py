@@ -89,6 +89,10 @@ class Pipeline:
         from app.detectors import build_detectors
 
         built = build_detectors(settings, stores)
+        # Every store is opened now: a Faust table cannot be declared once the
+        # worker runs, so none may be opened lazily.
+        for name in ("person_keys", "learned"):
+            stores(name)
         self.registration_detectors: list[RecordDetector] = built.registration
         self.result_detectors: list[RecordDetector] = built.result
         self.person_block = built.person_block

@@ -45,3 +45,21 @@ def test_process_local_reports_a_pair_found_in_several_blocks_once():
     pipeline.process_local("registrations", a)
     found = [f for f in pipeline.process_local("registrations", b) if f.detector == "duplicate_person"]
     assert len(found) == 1 and found[0].event_ids[:2] == [b["event_id"], a["event_id"]]
+
+
+def test_every_store_is_opened_when_the_pipeline_is_built():
+    """The worker's stores are Faust tables, which cannot be declared after start-up."""
+    opened: list[str] = []
+    stores: dict = {}
+
+    def factory(name: str):
+        opened.append(name)
+        return stores.setdefault(name, {})
+
+    pipeline = Pipeline(Settings(), factory)
+    at_start = set(opened)
+    rec = registration(serial=5)
+    pipeline.process_local("registrations", rec)
+    pipeline.process_local("registrations", {**rec, "action": "update", "event_id": "u1"})
+    pipeline.on_feedback({"detector": "duplicate_person", "evidence": {"features": {"name_sim": 1.0}}}, True)
+    assert set(opened) <= at_start, f"opened late: {set(opened) - at_start}"

@@ -113,3 +113,33 @@ def test_tally_findings_end_to_end(worker_factory):
     rev = by[revised["event_id"]]["revision"]
     assert "90" in orjson.dumps(rev["evidence"]).decode() and "99" in orjson.dumps(rev["evidence"]).decode()
     assert not any("tally_arithmetic" in by.get(p["event_id"], {}) for p in peers)
+
+
+def test_registration_integrity_end_to_end(worker_factory):
+    worker = worker_factory().start()
+    s = worker.settings
+    # province code 10 does not exist (found in the 2019 list)
+    bad_province = registration(name="Rina Wulandari", birth="1991-03-04", sex="P", serial=3,
+                                nik="1001014403910003")
+    # 14 on polling day and never married: not eligible
+    child = registration(name="Putri Ayu", birth="2010-01-20", sex="P", serial=8, marital_status="B")
+    # a married 16-year-old may vote: no eligibility alert
+    married = registration(name="Sri Wahyuni", birth="2007-06-01", sex="P", serial=9, marital_status="S")
+    # 25 registrations on one family card within minutes
+    card = "3273010101010077"
+    burst = [registration(name=f"Anggota Keluarga {i}", birth=f"19{60 + i}-01-1{i % 9 + 1}", sex="L",
+                          serial=200 + i, nkk=card, occurred_at=f"2023-11-01T10:{i:02d}:00+07:00")
+             for i in range(25)]
+    events = [bad_province, child, married, *burst]
+    run(produce(s, reg_records(*events)))
+    alerts = run(read_alerts_covering(s, {bad_province["event_id"], child["event_id"], burst[-1]["event_id"]}))
+    by_event: dict[str, set[str]] = {}
+    for a in alerts:
+        for e in a["event_ids"]:
+            by_event.setdefault(e, set()).add(a["detector"])
+    assert "nik_integrity" in by_event[bad_province["event_id"]]
+    assert "eligibility" in by_event[child["event_id"]]
+    assert "eligibility" not in by_event.get(married["event_id"], set())
+    household = [a for a in alerts if a["detector"] == "household"]
+    assert household and household[-1]["subject"]["kind"] == "household"
+    assert card not in orjson.dumps(household).decode(), "the NKK is personal data: keyed hash only"
