@@ -102,11 +102,7 @@ def test_no_personal_data_in_logs_metrics_alerts_or_dead_letters(broker, tmp_pat
     worker = DefaultHostWorker(settings, tmp_path / "worker.log")
     try:
         worker.start()
-        run(send_all(settings, records))
-        worker.wait_metric("pantau_events_total", len(events), timeout=180, outcome="processed")
-        worker.wait_metric("pantau_events_total", len(bad), timeout=60, outcome="dead_letter")
-
-        # the web server: loopback only by default, three GET endpoints and nothing else
+        # the web server (checked first: it needs no data): loopback only by default, three GET endpoints and nothing else
         assert listening_addresses(settings.web_port) == {"0100007F"}, listening_addresses(settings.web_port)
         for path in ("/metrics", "/health", "/ready"):
             assert request(worker.url + path, "GET") == 200, path
@@ -115,6 +111,10 @@ def test_no_personal_data_in_logs_metrics_alerts_or_dead_letters(broker, tmp_pat
         for path in ("/", "/table/alerts", "/tables", "/admin", "/metrics/x", "/debug", "/stats", "/..%2f"):
             assert request(worker.url + path, "GET") == 404, path
             assert request(worker.url + path, "POST") in (404, 405), path
+
+        run(send_all(settings, records))
+        worker.wait_metric("pantau_events_total", len(events), timeout=180, outcome="processed")
+        worker.wait_metric("pantau_events_total", len(bad), timeout=60, outcome="dead_letter")
 
         _, metrics_text = worker.get("/metrics")
         alerts = run(read_topic(settings, settings.topic_alerts, until=1, timeout=30))
