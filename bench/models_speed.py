@@ -108,9 +108,11 @@ def replay(root: Path, files: list[Path], work: Path) -> tuple[float, float, int
     summary = work / "summary.json"
     env = dict(os.environ, PYTHONPATH=str(root))
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "app.cli", "replay", *map(str, files), "--out", os.devnull,  # noqa: S603
-                    "--quiet", "--summary", str(summary)], cwd=root, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    proc = subprocess.run([sys.executable, "-m", "app.cli", "replay", *map(str, files), "--out",  # noqa: S603
+                           os.devnull, "--quiet", "--summary", str(summary)], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"replay failed in {root}:\n{proc.stderr[-2000:]}")
     wall = time.perf_counter() - started
     s = json.loads(summary.read_text())
     n = sum(s["events"].values())
