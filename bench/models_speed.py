@@ -177,12 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     keys = list(dict.fromkeys(k for m in medians.values() for k in m))
     print(f"median of {args.runs} runs; load {os.getloadavg()[0]:.1f}; sim {args.sim}, sirekap {args.sirekap}")
     print(f"{'measure (µs/event unless named)':42s}" + "".join(f"{n:>14s}" for n in names)
-          + ("      ratio" if len(names) == 2 else ""))
+          + ("   speed-up" if len(names) == 2 else ""))
     for k in keys:
         vals = [medians[n].get(k, float("nan")) for n in names]
         line = f"{k:42s}" + "".join(f"{v:14.1f}" for v in vals)
-        if len(names) == 2 and vals[1]:
-            line += f"{vals[0] / vals[1]:10.2f}x"
+        if len(names) == 2 and vals[0] and vals[1] and not k.endswith(" events"):
+            # Costs: before / after; rates (events/s): after / before. Above 1 is faster.
+            line += f"{(vals[1] / vals[0]) if k.endswith('/s') else (vals[0] / vals[1]):10.2f}x"
         print(line)
     for name, root in trees.items():
         print(f"  {name}: {root}")
