@@ -124,6 +124,8 @@ class Validator:
             raise InvalidEvent("empty", "payload is empty")
         if len(payload) > self.max_bytes:
             raise InvalidEvent("oversized", f"payload is {len(payload)} bytes, more than the {self.max_bytes} allowed")
+        if payload.startswith(b"\xef\xbb\xbf"):
+            raise InvalidEvent("invalid_encoding", "payload starts with a UTF-8 byte-order mark, which JSON does not allow")
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
@@ -132,14 +134,19 @@ class Validator:
             raise InvalidEvent("invalid_json", f"not JSON: {str(exc).split(':')[0]}") from None
         if not isinstance(event, dict):
             raise InvalidEvent("not_an_object", f"payload is a JSON {type(event).__name__}, not an object")
-        if payload.count(b'"') > 2 * _count_keys(event) + 2 * _count_strings(event):
+        if payload.count(b'"') > _expected_quotes(event):
             # More quotes than the parsed object explains: a key appeared twice
             # and orjson kept the last. Re-parse (rarely) to name it.
-            json.loads(payload, object_pairs_hook=_reject_duplicate_keys)
+            try:
+                json.loads(payload, object_pairs_hook=_reject_duplicate_keys)
+            except RecursionError:
+                raise InvalidEvent("invalid_json", "nested too deeply") from None
         try:
             self._validate[stream](event)
         except fastjsonschema.JsonSchemaValueException as exc:
             raise InvalidEvent("schema", _schema_detail(exc)) from None
+        except RecursionError:
+            raise InvalidEvent("schema", "nested too deeply") from None
         self._check_dates(stream, event)
         return event
 
@@ -168,19 +175,22 @@ def _schema_detail(exc: fastjsonschema.JsonSchemaValueException) -> str:
     return message if len(message) <= 200 else message[:197] + "..."
 
 
-def _count_keys(obj: Any) -> int:
-    if isinstance(obj, dict):
-        return len(obj) + sum(_count_keys(v) for v in obj.values())
-    if isinstance(obj, list):
-        return sum(_count_keys(v) for v in obj)
-    return 0
+def _expected_quotes(obj: Any) -> int:
+    """How many ``"`` characters the JSON text of ``obj`` has when every key appears once.
 
-
-def _count_strings(obj: Any) -> int:
-    if isinstance(obj, str):
-        return 1 + obj.count('"')
-    if isinstance(obj, dict):
-        return sum(_count_strings(v) for v in obj.values())
-    if isinstance(obj, list):
-        return sum(_count_strings(v) for v in obj)
-    return 0
+    Two per key and per string, plus the escaped quotes inside strings (each
+    ``\\"`` is one ``"`` in the text). Iterative: nesting depth must not
+    become Python recursion depth.
+    """
+    total, stack = 0, [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += 2 + item.count('"')
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                total += 2 + key.count('"')
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return total

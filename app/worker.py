@@ -200,6 +200,12 @@ class Worker:
         except InvalidEvent as exc:
             await self._dead_letter(stream, message, exc)
             return
+        except Exception:  # noqa: BLE001 - a validator bug: park the event, never crash the agent
+            log.exception("validation failed unexpectedly on %s[%s]@%s", message.topic, message.partition,
+                          message.offset)
+            await self._dead_letter(stream, message, InvalidEvent(
+                "processing_error", "the worker could not validate this payload; see the worker log by offset"))
+            return
         try:
             await self._process(stream, message, event, routes)
         except Exception:  # noqa: BLE001 - a bug must not stall the partition: the event is parked, not lost
