@@ -7,7 +7,9 @@ published under it (a Faust table in the worker, a dict in ``replay``).
   and key only, so the same finding always gets the same id.
 * **Idempotent.** A finding whose event ids the open alert already holds (an
   event reprocessed after a restart: processing is at-least-once) re-emits the
-  stored alert unchanged: same id, same payload.
+  stored alert unchanged: same id, same payload. A process re-emits a version
+  only once: it remembers what it published, and a restarted process (which
+  cannot know whether its last sends were delivered) re-emits once more.
 * **Coalescing.** A finding that repeats within ``coalesce_seconds`` of the
   alert's last update adds its event ids to the open alert (new ids first) and
   republishes it with status ``updated``; a ``resolved`` finding closes it.
@@ -24,7 +26,9 @@ Examples
 >>> first = alerter.publish(f)
 >>> first["alert_id"], first["status"]
 ('duplicate_nik-0d474ded3c72de9f8e0f', 'open')
->>> alerter.publish(f) == first          # reprocessed: the same alert again
+>>> Alerter(store).publish(f) == first   # reprocessed after a restart: the same alert again
+True
+>>> alerter.publish(f) is None           # this process already published it
 True
 >>> f.event_ids = ["e3", "e1"]
 >>> again = alerter.publish(f)
@@ -81,16 +85,21 @@ class Alerter:
         coalesce_seconds: float = 86400,
         clock: Callable[[], datetime] = _utcnow,
         max_event_ids: int = 200,
+        remember: int = 100_000,
     ) -> None:
         self.store = store
         self.coalesce_seconds = coalesce_seconds
         self.clock = clock
         self.max_event_ids = max_event_ids
+        self.remember = remember
+        # (alert id, revision) published by this process, oldest first (bounded).
+        self._published: dict[tuple[str, int], None] = {}
 
     def publish(self, finding: Finding) -> dict[str, Any] | None:
-        """The alert to publish for ``finding``, or None when there is nothing to say.
+        """The alert to publish for ``finding``, or None when there is nothing new to say.
 
-        None is returned only for a ``resolved`` finding with no open alert.
+        None for a ``resolved`` finding with no open alert, and for a finding
+        this process has already published in this version.
         """
         aid = alert_id(finding.detector, finding.key)
         previous = self.store.get(aid)
@@ -102,13 +111,24 @@ class Alerter:
         elif previous is None:
             alert = self._build(aid, finding, now, None, status="open")
         elif previous["status"] != "resolved" and self._already_told(finding, previous):
-            return previous  # already told: republish unchanged
+            # already told: republish unchanged, unless this process did already
+            version = (aid, previous.get("revision", 0))
+            if version in self._published:
+                return None
+            self._remember(version)
+            return previous
         elif previous["status"] != "resolved" and self._within_window(previous, now):
             alert = self._build(aid, finding, now, previous, status="updated")
         else:
             alert = self._build(aid, finding, now, previous, status="open")
         self.store[aid] = alert  # assign: a changelog-backed table only sees assignments
+        self._remember((aid, alert["revision"]))
         return alert
+
+    def _remember(self, version: tuple[str, int]) -> None:
+        self._published[version] = None
+        if len(self._published) > self.remember:
+            del self._published[next(iter(self._published))]
 
     @staticmethod
     def _already_told(finding: Finding, previous: dict[str, Any]) -> bool:

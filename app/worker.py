@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import defaultdict
 import socket
 import ssl
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import faust
+from faust.streams import _current_event
 import orjson
 from aiohttp import web
 from aiokafka.partitioner import murmur2
@@ -176,10 +178,14 @@ class Worker:
             async for batch in events.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
                 routes: list[Route] = []
                 for event in batch:
-                    # Faust's iterator sets the current event, which is how a
-                    # table write finds its changelog partition (the input's);
-                    # take_events does not, so set it as the iterator would.
-                    events._set_current_event(event)
+                    # A table write finds its changelog partition (the input's)
+                    # through the current-event context variable, which
+                    # take_events leaves unset. Set only that, in this task:
+                    # the stream's own current_event attribute is read by the
+                    # take buffer's background task to append the *next*
+                    # event, and overwriting it there processes one event
+                    # twice and loses another.
+                    _current_event.set(weakref.ref(event))
                     await self._handle_input(stream, event.message, routes)
                 await self._send_routes(routes + self._volume_routes())
         agent.__name__ = f"{stream}_agent"

@@ -192,10 +192,6 @@ def test_worker_survives_hostile_input_and_every_event_is_accounted_for(worker_f
     assert "Traceback" not in worker.log_path.read_text(errors="replace"), worker.log_tail(80)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "app/validation.py raises RecursionError (not InvalidEvent) on JSON nested ~480-1023 levels deep "
-    "(within orjson's limit), so the worker's input agent fails on it; see "
-    "tests/app/test_fuzz_validation.py::test_nesting_within_the_parser_limit_is_an_invalid_event"))
 def test_worker_dead_letters_nesting_within_the_parser_limit_and_goes_on(worker_factory):
     from tests.factories import result
 
