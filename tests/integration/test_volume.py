@@ -43,7 +43,11 @@ def overlaps(alert: dict, window: tuple[datetime, datetime]) -> bool:
 
 
 def test_spike_and_silence_are_raised_then_resolved(worker_factory):
-    worker = worker_factory().start()
+    # One input partition: this test sends eight hours of history at once, and
+    # with several partitions one can run hours ahead of another in event
+    # time, so the other's counts arrive after their bucket closed (a known
+    # limit of the per-stream watermark with backfills, docs/volume.md).
+    worker = worker_factory(partitions=1).start()
     s = worker.settings
     events, windows = spike_and_silence()
     run(produce(s, [("results", e["tps"].encode(), dumps(e)) for e in events]))
