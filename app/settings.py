@@ -91,10 +91,6 @@ class Settings:
     alert_coalesce_seconds: int = 86400
     #: PANTAU_SNAPSHOT_SECONDS: how often model state is snapshotted to its table.
     snapshot_seconds: float = 30.0
-    #: PANTAU_BATCH_SIZE: most input events an agent takes at once (one ack, one flush of routed events).
-    batch_size: int = 500
-    #: PANTAU_BATCH_SECONDS: longest an agent waits to fill a batch; bounds the latency batching adds.
-    batch_seconds: float = 0.02
     #: PANTAU_LOG_LEVEL: worker log level (``info``; Faust's ``warn`` costs ~25 % throughput).
     log_level: str = "info"
     #: PANTAU_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import defaultdict
 import socket
 import ssl
@@ -26,7 +25,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 import orjson
 from aiohttp import web
 from aiokafka.partitioner import murmur2
@@ -45,6 +43,8 @@ log = logging.getLogger("pantau.worker")
 STREAMS = ("registrations", "results", "feedback")
 #: A stream whose newest event is older than this is a backfill: the wall clock does not close its buckets.
 LIVE_WITHIN = 86400.0
+#: Volume counts are sent to the volume agent after this many input events (or a second).
+VOLUME_FLUSH_EVENTS = 200
 #: Key of the wall-clock tick sent to volume partitions (never a stream|province key).
 TICK = "__tick__"
 
@@ -92,6 +92,8 @@ class Worker:
         self._broker_was_up = False
         self._restored = False
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
+        self._volume_pending = 0
+        self._volume_flushed_at = time.monotonic()
         self._volume_monitors: dict[int, Any] = {}
         self._volume_snapshot_at: dict[int, float] = {}
         self._web_runner: web.AppRunner | None = None
@@ -172,24 +174,29 @@ class Worker:
     # -- agents -----------------------------------------------------------
     def _make_input_agent(self, stream: str):
         async def agent(events: faust.StreamT) -> None:
-            # Batches: events are acked only after the body ran, so routed
-            # events sent here are in the producer before their source is
-            # committed (Faust flushes the producer before committing).
-            async for batch in events.take_events(self.settings.batch_size, within=self.settings.batch_seconds):
+            # One event at a time: Faust's own iterator sets the current event
+            # (a table write's changelog partition) and acks after the body.
+            # Batching with take_events lost events across a rebalance in the
+            # join/leave test, so it is not used (docs/performance.md).
+            async for event in events.events():
                 routes: list[Route] = []
-                for event in batch:
-                    # A table write finds its changelog partition (the input's)
-                    # through the current-event context variable, which
-                    # take_events leaves unset. Set only that, in this task:
-                    # the stream's own current_event attribute is read by the
-                    # take buffer's background task to append the *next*
-                    # event, and overwriting it there processes one event
-                    # twice and loses another.
-                    _current_event.set(weakref.ref(event))
-                    await self._handle_input(stream, event.message, routes)
-                await self._send_routes(routes + self._volume_routes())
+                await self._handle_input(stream, event.message, routes)
+                await self._send_routes(routes)
+                await self._maybe_flush_volume()
         agent.__name__ = f"{stream}_agent"
         return agent
+
+    async def _maybe_flush_volume(self, force: bool = False) -> None:
+        """Send the summed volume counts every ``VOLUME_FLUSH_EVENTS`` events or second.
+
+        Counts are statistics: a crash loses at most the counts since the last
+        flush, never an event or a finding.
+        """
+        self._volume_pending += 1
+        now = time.monotonic()
+        if force or self._volume_pending >= VOLUME_FLUSH_EVENTS or now - self._volume_flushed_at >= 1.0:
+            self._volume_pending, self._volume_flushed_at = 0, now
+            await self._send_routes(self._volume_routes())
 
     def _restore_once(self) -> None:
         # Tables are recovered before agents get messages, so the first message
@@ -389,6 +396,7 @@ class Worker:
     # -- timers -------------------------------------------------------------
     async def _housekeeping(self) -> None:
         try:
+            await self._send_routes(self._volume_routes())
             await self._tick_volume()
             self._update_lag()
             self._update_index_sizes()
