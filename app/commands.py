@@ -10,15 +10,13 @@ from pathlib import Path
 
 import orjson
 
-from app.settings import Settings, SettingsError
+from app.settings import Settings
 
 
 def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        print(f"pantau: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    from app.cli import _settings as settings_or_exit  # app.cli imports this module lazily
+
+    return settings_or_exit()
 
 
 def _existing(paths: list[str]) -> list[Path]:
