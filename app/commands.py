@@ -268,6 +268,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="embedded broker + worker + simulator, alerts live in the terminal")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
-    p.add_argument("--rate", type=float, default=300, help="simulated events per second")
+    p.add_argument("--rate", type=float, default=150, help="simulated events per second (one worker on 2 shared cores sustains ~140-190)")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_demo)
