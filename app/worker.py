@@ -68,6 +68,31 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
+def faust_app(settings: Settings) -> faust.App:
+    """The Faust app for ``settings``: shared by the worker and the no-op benchmark baseline."""
+    s = settings
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        s.app_id,
+        broker=s.broker_url if s.broker_url.startswith("kafka://") else f"kafka://{s.broker_url}",
+        broker_credentials=broker_credentials(s),
+        store=s.store,
+        datadir=str(s.data_dir),
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        broker_session_timeout=s.broker_session_timeout,
+        broker_heartbeat_interval=s.broker_heartbeat_interval,
+        broker_rebalance_timeout=s.broker_rebalance_timeout,
+        consumer_auto_offset_reset="earliest",
+        # Tansu reports a wrong end offset after multi-record batches;
+        # the check would refuse to recover (docs/broker.md).
+        recovery_consistency_check=False,
+        web_enabled=False,  # our own server: Faust's /table views would expose table contents
+        producer_max_request_size=4 * s.max_event_bytes + 65536,
+        autodiscover=False,
+    )
+
+
 def internal_topic_name(settings: Settings, kind: str) -> str:
     return f"{settings.app_id}-route-{kind.replace('_', '-')}"
 
@@ -100,27 +125,7 @@ class Worker:
 
     # -- construction ---------------------------------------------------
     def _make_app(self) -> faust.App:
-        s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        return faust.App(
-            s.app_id,
-            broker=s.broker_url if s.broker_url.startswith("kafka://") else f"kafka://{s.broker_url}",
-            broker_credentials=broker_credentials(s),
-            store=s.store,
-            datadir=str(s.data_dir),
-            topic_partitions=s.partitions,
-            topic_replication_factor=s.replication_factor,
-            broker_session_timeout=s.broker_session_timeout,
-            broker_heartbeat_interval=s.broker_heartbeat_interval,
-            broker_rebalance_timeout=s.broker_rebalance_timeout,
-            consumer_auto_offset_reset="earliest",
-            # Tansu reports a wrong end offset after multi-record batches;
-            # the check would refuse to recover (docs/broker.md).
-            recovery_consistency_check=False,
-            web_enabled=False,  # our own server: Faust's /table views would expose table contents
-            producer_max_request_size=4 * s.max_event_bytes + 65536,
-            autodiscover=False,
-        )
+        return faust_app(self.settings)
 
     def _topic(self, name: str) -> faust.TopicT:
         return self.app.topic(

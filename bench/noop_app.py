@@ -20,29 +20,12 @@ import faust
 from aiohttp import web
 
 from app.settings import Settings
-from app.worker import broker_credentials
+from app.worker import faust_app
 
 
 def build(settings: Settings, port: int) -> faust.App:
     s = settings
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        s.app_id,
-        broker=s.broker_url if s.broker_url.startswith("kafka://") else f"kafka://{s.broker_url}",
-        broker_credentials=broker_credentials(s),
-        store=s.store,
-        datadir=str(s.data_dir),
-        topic_partitions=s.partitions,
-        topic_replication_factor=s.replication_factor,
-        broker_session_timeout=s.broker_session_timeout,
-        broker_heartbeat_interval=s.broker_heartbeat_interval,
-        broker_rebalance_timeout=s.broker_rebalance_timeout,
-        consumer_auto_offset_reset="earliest",
-        recovery_consistency_check=False,
-        web_enabled=False,
-        producer_max_request_size=4 * s.max_event_bytes + 65536,
-        autodiscover=False,
-    )
+    app = faust_app(s)  # the worker's own Faust settings, so the baseline is comparable
     state = {"count": 0, "first": None, "last": None}
 
     def topic(name: str) -> faust.TopicT:

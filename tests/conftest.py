@@ -170,13 +170,13 @@ def run(coro):  # noqa: ANN001, ANN201
     return asyncio.run(coro)
 
 
-async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
-    """Send (stream, key, value) records to the input topics."""
+async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]], **producer_options) -> None:
+    """Send (stream, key, value) records to the input topics (``producer_options`` go to aiokafka)."""
     from app.commands import topic_for
     from app.kafka_io import ensure_topics, start_producer
 
     await ensure_topics(settings)
-    producer = await start_producer(settings)
+    producer = await start_producer(settings, **producer_options)
     try:
         for stream, key, value in records:
             await producer.send(topic_for(settings, stream), key=key, value=value)

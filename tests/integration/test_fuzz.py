@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.validation import REASONS, InvalidEvent, Validator, load_schema
-from tests.conftest import run
+from tests.conftest import produce, run
 from tests.strategies import (
     HOSTILE, STREAMS, Payload, dumps, hostile_bytes, key_for, mutated_event, tricky_good, valid_event,
 )
@@ -44,21 +44,6 @@ def draw(strategy: st.SearchStrategy, n: int) -> list:
 
     collect()
     return out[:n]
-
-
-async def send_all(settings_, records: list[tuple[str, bytes | None, bytes]]) -> None:
-    """Like tests.conftest.produce, with room for the 1 MB payloads."""
-    from app.commands import topic_for
-    from app.kafka_io import ensure_topics, start_producer
-
-    await ensure_topics(settings_)
-    producer = await start_producer(settings_, max_request_size=4 << 20)
-    try:
-        for stream, key, value in records:
-            await producer.send(topic_for(settings_, stream), key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def read_all(settings_, topic: str, until: int, timeout: float = 90.0) -> list:
@@ -127,7 +112,7 @@ def test_worker_survives_hostile_input_and_every_event_is_accounted_for(worker_f
 
     worker = worker_factory().start()
     s = worker.settings
-    run(send_all(s, records))
+    run(produce(s, records, max_request_size=4 << 20))  # room for the 1 MB payloads
 
     # Wait until every good event is processed and every bad one dead-lettered (or time is up).
     deadline = time.monotonic() + 150
@@ -198,7 +183,7 @@ def test_worker_dead_letters_nesting_within_the_parser_limit_and_goes_on(worker_
     worker = worker_factory().start()
     s = worker.settings
     after = result(event_id="after-the-deep-one")
-    run(send_all(s, [("results", b"deep", b'{"a":' * 800 + b"1" + b"}" * 800),
+    run(produce(s, [("results", b"deep", b'{"a":' * 800 + b"1" + b"}" * 800),
                      ("results", after["tps"].encode(), dumps(after))]))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
