@@ -22,9 +22,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.conftest import ROOT, WorkerProcess, fresh_settings, read_topic, run
+from tests.conftest import ROOT, WorkerProcess, fresh_settings, produce, read_topic, run
 from tests.factories import dumps
-from tests.integration.test_fuzz import read_all, send_all
+from tests.integration.test_fuzz import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ def test_no_personal_data_in_logs_metrics_alerts_or_dead_letters(broker, tmp_pat
             assert request(worker.url + path, "GET") == 404, path
             assert request(worker.url + path, "POST") in (404, 405), path
 
-        run(send_all(settings, records))
+        run(produce(settings, records))
         worker.wait_metric("pantau_events_total", len(events), timeout=180, outcome="processed")
         worker.wait_metric("pantau_events_total", len(bad), timeout=60, outcome="dead_letter")
 
