@@ -43,9 +43,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
-    for var, default, doc in Settings().documented():
-        print(f"{var}={default}\n    {doc}")
+    """Print every setting; ``--format markdown`` / ``env`` write the README table and config/pantau.env.example."""
+    documented = Settings().documented()
+    if args.format == "markdown":
+        print("| variable | default | what it sets |\n|---|---|---|")
+        for var, default, doc in documented:
+            print(f"| `{var}` | `{default or '(empty)'}` | {doc} |")
+    elif args.format == "env":
+        print(ENV_EXAMPLE_HEADER)
+        for var, default, doc in documented:
+            print(f"\n# {doc}\n# {var}={default}")
+    else:
+        for var, default, doc in documented:
+            print(f"{var}={default}\n    {doc}")
     return 0
+
+
+ENV_EXAMPLE_HEADER = """\
+# Pantau worker settings: every PANTAU_* variable, its default, and what it sets.
+# Copy to pantau.env, uncomment what you change. `pantau settings` prints the same list.
+# In production set PANTAU_ENV=production and a secret of your own:
+#   PANTAU_HMAC_SECRET=$(openssl rand -hex 32)"""
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -74,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("settings", help="list every setting, its environment variable and default")
+    p.add_argument("--format", choices=("text", "markdown", "env"), default="text",
+                   help="markdown: the README's table; env: config/pantau.env.example")
     p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("broker", help="run the embedded Tansu broker in the foreground")

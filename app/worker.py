@@ -161,6 +161,8 @@ class Worker:
             self.tables[name] = self.app.Table(
                 name, default=None, partitions=self.settings.partitions,
                 use_partitioner=name in self.KEY_PARTITIONED,
+                # a fresh dict per table: Faust's store pops keys from it
+                options=self.settings.rocksdb_options() if self.settings.store.startswith("rocksdb") else None,
             )
         return self.tables[name]
 

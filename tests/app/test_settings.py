@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,11 +45,28 @@ def test_bad_values_name_the_variable(env, message):
         Settings.from_env(env)
 
 
+def settings_output(fmt: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "app.cli", "settings", "--format", fmt],
+                         capture_output=True, text=True, check=True, cwd=README.parent)
+    return out.stdout
+
+
 def test_every_setting_is_documented_in_the_readme():
     text = README.read_text()
     for var, _default, doc in Settings().documented():
         assert doc, f"{var} has no description in app/settings.py"
         assert var in text, f"{var} is missing from the README's settings table"
+    # the table is exactly what `pantau settings --format markdown` prints (regenerate it with that)
+    assert settings_output("markdown") in text, "README settings table is stale: pantau settings --format markdown"
+
+
+def test_rocksdb_options_bound_memory_per_table_partition():
+    options = Settings.from_env({"PANTAU_ROCKSDB_WRITE_BUFFER_MB": "2", "PANTAU_ROCKSDB_BLOCK_CACHE_MB": "16"})
+    assert options.rocksdb_options()["write_buffer_size"] == 2 << 20
+    assert options.rocksdb_options()["max_write_buffer_number"] == 2
+    assert options.rocksdb_options()["block_cache_size"] == 16 << 20
+    with pytest.raises(SettingsError, match="PANTAU_ROCKSDB"):
+        Settings.from_env({"PANTAU_ROCKSDB_WRITE_BUFFER_MB": "0"})
 
 
 def test_password_is_not_in_repr():
@@ -59,3 +78,4 @@ def test_example_env_file_lists_every_setting():
     example = (README.parent / "config" / "pantau.env.example").read_text()
     for var, _default, _doc in Settings().documented():
         assert f"# {var}=" in example, f"{var} is missing from config/pantau.env.example"
+    assert example == settings_output("env"), "stale: pantau settings --format env > config/pantau.env.example"
