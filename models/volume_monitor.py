@@ -46,6 +46,20 @@ class VolumeMonitor:
     counted normally; an event whose bucket is already closed is **not** counted in
     any bucket, only in ``stats["late_events"]``.
 
+    Counts may come from several input partitions (``partition`` of
+    :meth:`observe`) that progress at their own pace, as in a backfill read
+    through several Kafka partitions. Each partition then has its own
+    watermark (its newest event time) and a stream's event-time watermark is
+    the **minimum** over its partitions, so a partition that runs hours ahead
+    does not close the buckets a lagging one still has counts for. A partition
+    that sent nothing for ``idle_seconds`` of the clock given to :meth:`advance`
+    is idle and no longer holds the others back (Flink's source idleness).
+    With ``partitions`` given, partitions ``0 .. partitions - 1`` are expected
+    from a stream's first partitioned count on: one not heard from yet holds
+    the watermark back too, until it reports or turns idle. Without
+    ``partition`` every count is from one source, and the watermark is the
+    newest event time.
+
     Every closed bucket of every known series is scored by that series' own
     :class:`~models.volume.VolumeModel`, including buckets without any event, so a
     series that went silent yields zero-valued buckets up to the watermark. At most
@@ -81,6 +95,12 @@ class VolumeMonitor:
         Most empty buckets filled in one gap; None means one week of buckets.
     max_series
         Most series kept.
+    idle_seconds
+        A partition that sent no count for this long (by the ``now`` of
+        :meth:`advance`) is left out of the minimum watermark.
+    partitions
+        Number of input partitions to expect per stream (None: only those
+        that have sent a count).
     model_params
         Keyword arguments of every series' :class:`~models.volume.VolumeModel`.
 
@@ -120,6 +140,8 @@ class VolumeMonitor:
         max_fill_buckets: int | None = None,
         max_series: int = 50_000,
         model_params: dict[str, Any] | None = None,
+        idle_seconds: float = 300.0,
+        partitions: int | None = None,
     ):
         if bucket_seconds <= 0 or allowed_lateness < 0:
             raise ValueError("bucket_seconds must be > 0 and allowed_lateness >= 0")
@@ -138,12 +160,19 @@ class VolumeMonitor:
         self.max_fill_buckets = max_fill_buckets if max_fill_buckets is not None else max(1, _WEEK // self.bucket_seconds)
         self.max_series = max_series
         self.model_params = dict(model_params or {})
+        self.idle_seconds = float(idle_seconds)
+        self.partitions = partitions
         self._series: dict[str, dict[str, Any]] = {}
         self._models: dict[str, VolumeModel] = {}
         # Per stream: the two streams live on different calendars (registration
         # weeks vs polling day), and one must not close the other's buckets.
         self._closed_upto: dict[str, int] = {}  # buckets with a smaller index are closed
         self._max_event_ts: dict[str, float] = {}
+        # Per stream and input partition ("" when counts carry no partition):
+        # [newest event time (None before its first count), clock when last
+        # heard from or expected since (None before any clock)].
+        self._partitions: dict[str, dict[str, list]] = {}
+        self._clock: float | None = None  # the latest ``now`` given to advance()
         self.stats = {"late_events": 0, "skipped_buckets": 0, "skipped_events": 0,
                       "series_overflow": 0, "bad_region": 0, "buckets_scored": 0}
 
@@ -195,12 +224,19 @@ class VolumeMonitor:
     # -- public API --------------------------------------------------------------
 
     def observe(
-        self, stream: str, occurred_at: datetime, region: dict, source: str | None, count: int = 1
+        self, stream: str, occurred_at: datetime, region: dict, source: str | None, count: int = 1,
+        *, partition: int | str | None = None, watermark: datetime | None = None, close: bool = True,
     ) -> list[Finding]:
         """Count ``count`` events at ``occurred_at``; return the findings of every bucket this closes.
 
         ``count`` lets a caller that pre-aggregates (the worker sums counts per
         bucket across input partitions) report many events at once.
+        ``partition`` names the input partition the count comes from, and
+        ``watermark`` that partition's progress (its newest event time, if
+        later than ``occurred_at``). With ``close=False`` nothing is closed:
+        a caller with a batch of counts counts them all, then calls
+        :meth:`close` once, so that a batch's newer counts cannot close the
+        buckets of its older ones.
         """
         ts = _ts(occurred_at)
         if not math.isfinite(ts):
@@ -214,25 +250,90 @@ class VolumeMonitor:
                 s = self._series[sid]
                 counts = s["counts"]
                 counts[bucket] = counts.get(bucket, 0) + count
-                if s["next"] is None:
-                    s["next"] = bucket if closed is None else max(bucket, closed)
+                nxt = s["next"]
+                if nxt is None or bucket < nxt:  # (bucket >= closed here: it is open)
+                    s["next"] = bucket
         if ts > self._max_event_ts.get(stream, -math.inf):
             self._max_event_ts[stream] = ts
-        return self._close(self._max_event_ts[stream] - self.allowed_lateness, stream)
+        progress = ts
+        if watermark is not None:
+            wm = _ts(watermark)
+            if math.isfinite(wm) and wm > progress:
+                progress = wm
+        parts = self._partitions.get(stream)
+        if parts is None:
+            parts = self._partitions[stream] = {}
+            if partition is not None and self.partitions:
+                for p in range(self.partitions):  # expected from now on, heard from or not
+                    parts[str(p)] = [None, self._clock]
+        key = "" if partition is None else str(partition)
+        entry = parts.get(key)
+        if entry is None:
+            parts[key] = [progress, self._clock]
+        else:
+            if entry[0] is None or progress > entry[0]:
+                entry[0] = progress
+            entry[1] = self._clock
+        if not close:
+            return []
+        wm = self._event_watermark(stream)
+        return [] if wm is None else self._close(wm - self.allowed_lateness, stream)
+
+    def close(self) -> list[Finding]:
+        """Close, in every stream, the buckets its event-time watermark has passed."""
+        findings: list[Finding] = []
+        for stream in list(self._partitions):
+            wm = self._event_watermark(stream)
+            if wm is not None:
+                findings += self._close(wm - self.allowed_lateness, stream)
+        return findings
+
+    def _event_watermark(self, stream: str) -> float | None:
+        """Newest event time every live input partition of ``stream`` has reached."""
+        parts = self._partitions.get(stream)
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return next(iter(parts.values()))[0]
+        clock, idle = self._clock, self.idle_seconds
+        low = newest = None
+        waiting = False
+        for wm, heard in parts.values():
+            if wm is not None and (newest is None or wm > newest):
+                newest = wm
+            if clock is not None and heard is not None and clock - heard > idle:
+                continue  # idle: it holds nothing back
+            if wm is None:
+                waiting = True  # expected, not heard from yet
+            elif low is None or wm < low:
+                low = wm
+        if waiting:
+            return None
+        # Every partition idle: nothing is pending anywhere, the newest time stands.
+        return low if low is not None else newest
 
     def advance(self, now: datetime, live_within: float | None = None) -> list[Finding]:
         """Close the buckets that ``now`` (wall clock) has passed, even without events.
 
         With ``live_within`` (seconds), a stream whose newest event is older
         than that before ``now`` is a backfill of history, not a live stream:
-        the wall clock says nothing about it, and it is left to its own events.
+        the wall clock says nothing about it, and it is left to its own events
+        (whose watermark may still move on here, when a partition turned idle).
         """
         findings: list[Finding] = []
         t = _ts(now)
-        for stream in list(self._closed_upto):
-            if live_within is not None and t - self._max_event_ts.get(stream, t) > live_within:
-                continue
-            findings += self._close(t - self.allowed_lateness, stream)
+        if self._clock is None or t > self._clock:
+            self._clock = t
+        for parts in self._partitions.values():
+            for entry in parts.values():
+                if entry[1] is None:  # heard from before there was a clock: from now on
+                    entry[1] = self._clock
+        for stream in list(dict.fromkeys([*self._closed_upto, *self._partitions])):
+            wm = self._event_watermark(stream)
+            if not (live_within is not None and t - self._max_event_ts.get(stream, t) > live_within):
+                wm = t if wm is None or t > wm else wm
+            if wm is not None:
+                findings += self._close(wm - self.allowed_lateness, stream)
         return findings
 
     def latest_scores(self) -> dict[tuple[str, str], float]:
@@ -369,6 +470,9 @@ class VolumeMonitor:
             "bucket_seconds": self.bucket_seconds,
             "closed_upto": dict(self._closed_upto),
             "max_event_ts": dict(self._max_event_ts),
+            "partitions": {stream: {k: list(v) for k, v in parts.items()}
+                           for stream, parts in self._partitions.items()},
+            "clock": self._clock,
             "stats": dict(self.stats),
             "series": series,
         }
@@ -381,6 +485,11 @@ class VolumeMonitor:
             raise ValueError(f"state has {d['bucket_seconds']} s buckets, this monitor {self.bucket_seconds} s")
         self._closed_upto = dict(d["closed_upto"])
         self._max_event_ts = dict(d["max_event_ts"])
+        # Snapshots from before per-partition watermarks have none: the
+        # partitions are learned again from the next counts.
+        self._partitions = {stream: {k: list(v) for k, v in parts.items()}
+                            for stream, parts in d.get("partitions", {}).items()}
+        self._clock = d.get("clock")
         self.stats = {**self.stats, **d["stats"]}
         self._series, self._models = {}, {}
         for sid, s in d["series"].items():

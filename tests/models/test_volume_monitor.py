@@ -207,3 +207,133 @@ def test_malformed_region_codes_make_no_series():
     mon = VolumeMonitor()
     mon.observe("registrations", T0, {"province": "3273010001"}, "online")
     assert mon.n_series == 0 and mon.stats["bad_region"] == 1
+
+
+# -- several input partitions ---------------------------------------------------
+
+REGENCY = {"province": "32", "regency": "3273"}
+
+
+def n_seen(mon: VolumeMonitor, sid: str = PROV) -> int:
+    return mon.state_dict()["series"][sid]["model"]["state"]["n_seen"]
+
+
+def two_partitions(hours: int = 30) -> list[tuple[int, datetime, str]]:
+    """(partition, time, source) of a steady stream with a silent hour, split over two partitions."""
+    rng = random.Random(11)
+    out = []
+    for m in range(hours * 60):
+        if 24 * 60 <= m < 25 * 60:
+            continue  # one silent hour on the second day
+        for k in range(rng.choice((3, 4, 5))):
+            out.append((rng.randrange(2), T0 + timedelta(minutes=m, seconds=10 * k), rng.choice(("online", "coklit"))))
+    return out
+
+
+def test_a_partition_running_ahead_does_not_close_the_buckets_of_a_lagging_one():
+    events = two_partitions()
+    in_order = VolumeMonitor(allowed_lateness=120)
+    expected = [f for p, t, src in events for f in in_order.observe("registrations", t, REGENCY, src)]
+    # A backfill read through two partitions: partition 0 is consumed to its
+    # end before partition 1 gets going (each has sent one count at the start).
+    skewed = VolumeMonitor(allowed_lateness=120)
+    first = {p: next(e for e in events if e[0] == p) for p in (0, 1)}
+    order = [first[0], first[1]] + [e for e in events if e[0] == 0 and e is not first[0]] + \
+        [e for e in events if e[0] == 1 and e is not first[1]]
+    got = [f for p, t, src in order for f in skewed.observe("registrations", t, REGENCY, src, partition=p)]
+    assert skewed.stats["late_events"] == 0
+    # the same findings (series were created in another order, so compare them sorted)
+    assert sorted((f.key, f.status, f.score) for f in got) == sorted((f.key, f.status, f.score) for f in expected)
+    assert any(f.subject_id == PROV and f.kind == "drop" for f in got)  # the silent hour was found
+    assert skewed.state_dict()["series"] == in_order.state_dict()["series"]
+    # The newest count alone as the watermark (no partitions) loses the lagging half.
+    newest = VolumeMonitor(allowed_lateness=120)
+    for p, t, src in order:
+        newest.observe("registrations", t, REGENCY, src)
+    assert newest.stats["late_events"] > len(events) // 3
+
+
+def test_an_idle_partition_stops_holding_the_watermark_back():
+    mon = VolumeMonitor(allowed_lateness=0, idle_seconds=300)
+    wall = T0 + timedelta(days=30)  # a backfill: the wall clock is far ahead of the events
+    mon.advance(wall, live_within=86400)
+    mon.observe("registrations", T0, REGION, "online", partition=1)  # then nothing more from 1
+    for m in range(60):
+        mon.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=0)
+    assert n_seen(mon) == 0  # partition 1 may still have counts for the first bucket
+    mon.advance(wall + timedelta(seconds=200), live_within=86400)
+    assert n_seen(mon) == 0  # not idle yet
+    for m in range(60, 120):
+        mon.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=0)
+    mon.advance(wall + timedelta(seconds=400), live_within=86400)
+    assert n_seen(mon) == 23  # partition 0 alone now: two hours, the last bucket still open
+    # heard from again, it holds the watermark back again
+    mon.observe("registrations", T0 + timedelta(minutes=125), REGION, "online", partition=1)
+    mon.observe("registrations", T0 + timedelta(minutes=140), REGION, "online", partition=0)
+    assert n_seen(mon) == 25  # up to partition 1's 02:05, not partition 0's 02:20
+
+
+def test_expected_partitions_are_waited_for_until_they_report_or_turn_idle():
+    mon = VolumeMonitor(allowed_lateness=0, partitions=3, idle_seconds=300)
+    for m in range(60):
+        mon.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=0)
+    mon.observe("registrations", T0 + timedelta(minutes=59), REGION, "online", partition=2)
+    assert n_seen(mon) == 0  # partition 1 has not reported: it may hold the first minutes
+    mon.observe("registrations", T0 + timedelta(minutes=30), REGION, "online", partition=1)
+    assert n_seen(mon) == 6  # buckets up to minute 30 closed
+    # counts without a partition (replay) never wait for anyone
+    plain = VolumeMonitor(allowed_lateness=0, partitions=3)
+    for m in range(60):
+        plain.observe("registrations", T0 + timedelta(minutes=m), REGION, "online")
+    assert n_seen(plain) == 11
+    # a partition that never reports is idle idle_seconds after the stream's first count
+    lone = VolumeMonitor(allowed_lateness=0, partitions=2, idle_seconds=300)
+    wall = T0 + timedelta(days=30)
+    lone.advance(wall, live_within=86400)
+    for m in range(60):
+        lone.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=0)
+    lone.advance(wall + timedelta(seconds=100), live_within=86400)
+    assert n_seen(lone) == 0
+    lone.advance(wall + timedelta(seconds=301), live_within=86400)
+    assert n_seen(lone) == 11
+
+
+def test_a_batch_counted_before_closing_keeps_its_older_buckets():
+    region = REGENCY
+    batch = [(T0 + timedelta(minutes=50), 4), (T0 + timedelta(minutes=2), 3)]  # newer bucket first
+    eager, batched = VolumeMonitor(allowed_lateness=0), VolumeMonitor(allowed_lateness=0)
+    for t, n in batch:
+        eager.observe("registrations", t, region, "online", count=n, partition=0)
+        batched.observe("registrations", t, region, "online", count=n, partition=0, close=False)
+    assert n_seen(batched) == 0
+    batched.close()
+    assert eager.stats["late_events"] == 3 and batched.stats["late_events"] == 0
+    assert n_seen(batched) == 10
+
+
+def test_partition_watermark_is_a_partitions_progress_not_only_its_counts():
+    mon = VolumeMonitor(allowed_lateness=0)
+    mon.observe("registrations", T0, REGION, "online", partition=0)
+    mon.observe("registrations", T0, REGION, "online", partition=1, watermark=T0 + timedelta(hours=1))
+    mon.observe("registrations", T0 + timedelta(minutes=40), REGION, "online", partition=0)
+    assert n_seen(mon) == 8  # partition 1 got to 01:00 elsewhere: up to 00:40 is closed
+
+
+def test_partition_watermarks_survive_a_snapshot_and_old_snapshots_still_load():
+    a = VolumeMonitor(allowed_lateness=0, partitions=2)
+    a.advance(T0 + timedelta(days=30), live_within=86400)
+    for m in range(60):
+        a.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=m % 2)
+    blob = json.loads(json.dumps(a.state_dict()))
+    b = VolumeMonitor(allowed_lateness=0, partitions=2).load_state_dict(blob)
+    assert b.state_dict() == a.state_dict()
+    for mon in (a, b):
+        for m in range(60, 90):
+            mon.observe("registrations", T0 + timedelta(minutes=m), REGION, "online", partition=0)
+    assert n_seen(a) == n_seen(b) == 11  # partition 1 still holds both at minute 59
+    old = dict(blob)
+    del old["partitions"], old["clock"]  # a snapshot from before partition watermarks
+    c = VolumeMonitor(allowed_lateness=0, partitions=2).load_state_dict(old)
+    c.observe("registrations", T0 + timedelta(minutes=95), REGION, "online", partition=0)
+    c.observe("registrations", T0 + timedelta(minutes=95), REGION, "online", partition=1)
+    assert n_seen(c) == 19 and c.stats["late_events"] == 0
