@@ -67,11 +67,11 @@ class Settings:
     data_dir: Path = Path(".pantau/data")
     #: PANTAU_STORE: Faust table store, ``rocksdb://`` (durable) or ``memory://``.
     store: str = "rocksdb://"
-    #: PANTAU_ROCKSDB_WRITE_BUFFER_MB: RocksDB memtable per table partition, up to two of them
-    #: (Faust's default, 3 x 64 MB for each of the ~13 tables x partitions, lets RSS grow by gigabytes).
-    rocksdb_write_buffer_mb: int = 4
-    #: PANTAU_ROCKSDB_BLOCK_CACHE_MB: RocksDB read cache per table partition (Faust's default is 2 GB each).
-    rocksdb_block_cache_mb: int = 8
+    #: PANTAU_ROCKSDB_MEMTABLE_MB: RocksDB write buffers shared by all tables of a worker (Faust's
+    #: default gives each table partition its own 3 x 64 MB, so RSS grows with what was written).
+    rocksdb_memtable_mb: int = 64
+    #: PANTAU_ROCKSDB_BLOCK_CACHE_MB: RocksDB read cache shared by all tables (Faust's default: 2 GB each).
+    rocksdb_block_cache_mb: int = 64
     #: PANTAU_HMAC_SECRET: secret for keyed hashes of NIKs and NKKs in indexes and keys.
     hmac_secret: str = DEFAULT_HMAC_SECRET
     #: PANTAU_MAX_EVENT_BYTES: larger payloads are dead-lettered as ``oversized``.
@@ -160,18 +160,8 @@ class Settings:
             raise SettingsError(f"PANTAU_SECURITY_PROTOCOL={self.security_protocol} needs PANTAU_SASL_USERNAME")
         if self.store not in ("rocksdb://", "memory://"):
             raise SettingsError("PANTAU_STORE must be 'rocksdb://' or 'memory://'")
-        if self.rocksdb_write_buffer_mb < 1 or self.rocksdb_block_cache_mb < 1:
-            raise SettingsError("PANTAU_ROCKSDB_WRITE_BUFFER_MB and PANTAU_ROCKSDB_BLOCK_CACHE_MB must be at least 1")
-
-    def rocksdb_options(self) -> dict[str, int]:
-        """Options for every table's RocksDB store: memory per table partition stays bounded."""
-        mb = 1 << 20
-        return {
-            "write_buffer_size": self.rocksdb_write_buffer_mb * mb,
-            "max_write_buffer_number": 2,
-            "block_cache_size": self.rocksdb_block_cache_mb * mb,
-            "target_file_size_base": 16 * mb,
-        }
+        if self.rocksdb_memtable_mb < 1 or self.rocksdb_block_cache_mb < 1:
+            raise SettingsError("PANTAU_ROCKSDB_MEMTABLE_MB and PANTAU_ROCKSDB_BLOCK_CACHE_MB must be at least 1")
 
     @property
     def secret(self) -> bytes:

@@ -30,6 +30,7 @@ from aiohttp import web
 from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
+from app import rocksdb_store
 from app.alerter import Alerter
 from app.detectors import make_volume_monitor
 from app.metrics import Metrics, province_label, source_label
@@ -72,11 +73,15 @@ def faust_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``: shared by the worker and the no-op benchmark baseline."""
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    store = s.store
+    if store == "rocksdb://":  # the same RocksDB, under one memory budget for all tables (app/rocksdb_store.py)
+        rocksdb_store.configure(s.rocksdb_memtable_mb << 20, s.rocksdb_block_cache_mb << 20)
+        store = f"{rocksdb_store.SCHEME}://"
     return faust.App(
         s.app_id,
         broker=s.broker_url if s.broker_url.startswith("kafka://") else f"kafka://{s.broker_url}",
         broker_credentials=broker_credentials(s),
-        store=s.store,
+        store=store,
         datadir=str(s.data_dir),
         topic_partitions=s.partitions,
         topic_replication_factor=s.replication_factor,
@@ -161,8 +166,6 @@ class Worker:
             self.tables[name] = self.app.Table(
                 name, default=None, partitions=self.settings.partitions,
                 use_partitioner=name in self.KEY_PARTITIONED,
-                # a fresh dict per table: Faust's store pops keys from it
-                options=self.settings.rocksdb_options() if self.settings.store.startswith("rocksdb") else None,
             )
         return self.tables[name]
 

@@ -60,13 +60,9 @@ def test_every_setting_is_documented_in_the_readme():
     assert settings_output("markdown") in text, "README settings table is stale: pantau settings --format markdown"
 
 
-def test_rocksdb_options_bound_memory_per_table_partition():
-    options = Settings.from_env({"PANTAU_ROCKSDB_WRITE_BUFFER_MB": "2", "PANTAU_ROCKSDB_BLOCK_CACHE_MB": "16"})
-    assert options.rocksdb_options()["write_buffer_size"] == 2 << 20
-    assert options.rocksdb_options()["max_write_buffer_number"] == 2
-    assert options.rocksdb_options()["block_cache_size"] == 16 << 20
-    with pytest.raises(SettingsError, match="PANTAU_ROCKSDB"):
-        Settings.from_env({"PANTAU_ROCKSDB_WRITE_BUFFER_MB": "0"})
+def test_rocksdb_budget_must_be_positive():
+    with pytest.raises(SettingsError, match="PANTAU_ROCKSDB_MEMTABLE_MB"):
+        Settings.from_env({"PANTAU_ROCKSDB_MEMTABLE_MB": "0"})
 
 
 def test_password_is_not_in_repr():

@@ -1,0 +1,32 @@
+"""The worker's RocksDB store: every table database shares one memory budget (real RocksDB, no mocks)."""
+
+from __future__ import annotations
+
+import os
+
+from faust import stores
+
+from app import rocksdb_store
+
+
+def test_scheme_resolves_to_the_bounded_store():
+    assert stores.by_url(f"{rocksdb_store.SCHEME}://") is rocksdb_store.BoundedRocksDBStore
+
+
+def test_memtables_of_many_databases_stay_within_the_shared_budget(tmp_path):
+    budget = 8 << 20
+    rocksdb_store.configure(memtable_bytes=budget, block_cache_bytes=4 << 20)
+    options = rocksdb_store.BoundedRocksDBOptions()
+    dbs = [options.open(tmp_path / f"table-{i}.db") for i in range(6)]
+    value = os.urandom(200)
+    written, peak = 0, 0
+    for k in range(300_000):  # ~60 MB: six unshared databases would hold 6 x 8 MB of memtables
+        dbs[k % 6][k.to_bytes(8, "big")] = value
+        written += 208
+        if k % 5_000 == 0:
+            peak = max(peak, rocksdb_store.budget_usage()[0])
+    assert written > 7 * budget
+    assert peak <= 2 * budget, f"memtables reached {peak / 2**20:.1f} MB with a budget of 8 MB"
+    assert all(dbs[k % 6][k.to_bytes(8, "big")] == value for k in range(0, 300_000, 997)), "nothing lost by flushing"
+    for db in dbs:
+        db.close()
