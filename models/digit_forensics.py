@@ -10,6 +10,8 @@ Tests, each against a null that respects the data rather than a textbook one:
   guaranteed on clean data; the null redraws every TPS's counts from the
   region's own pooled vote shares with that TPS's valid total (multinomial,
   seeded) and the observed chi-square is ranked among the simulated ones.
+  The expected digit frequencies come from a separate pilot simulation, so
+  the observed and the ranked statistics are exchangeable under the null.
 * ``second_digit``: the same for second digits, whose expected frequencies are
   taken from the same simulation (Benford's second-digit law does not hold
   for counts this small).
@@ -21,6 +23,13 @@ Tests, each against a null that respects the data rather than a textbook one:
   0.9 (Klimek et al. 2012). Null: turnout and winner share drawn independently
   from normal fits on the logit scale (median/MAD: robust to the corner being
   tested), expected count = N x P(t > .9) x P(w > .9); Poisson tail.
+
+Simulated p-values are sequential (Besag and Clifford 1991): simulations are
+drawn in batches and a test stops once ``stop_after`` of them reach the
+observed statistic. Its p-value is then at least ``(1 + stop_after) / (n_sim +
+1)`` had all ``n_sim`` been drawn, above ``alpha``, so the decision is the one
+the full simulation would take; clean regions (almost all) stop after one or
+two batches instead of ``n_sim`` draws.
 """
 
 from __future__ import annotations
@@ -109,6 +118,12 @@ class DigitForensics:
     seed
         Seed of the simulations; combined with the region and its tally count
         so results are reproducible on replay.
+    stop_after
+        A simulated test stops once this many simulations reach the observed
+        statistic (its p-value is then reported as their share).
+    batch
+        Simulations drawn at a time; the digit tests' expected frequencies
+        come from one extra pilot batch of this size.
 
     Examples
     --------
@@ -141,10 +156,12 @@ class DigitForensics:
 
     def __init__(self, state: MutableMapping[str, Any], every: int = 100, min_tps: int = 100,
                  max_tps: int = 1000, alpha: float = 0.002, n_sim: int = 999, min_corner: int = 5,
-                 seed: int = 20240214,
+                 seed: int = 20240214, stop_after: int = 10, batch: int = 100,
                  cap: int | None = 300, reserve_rate: float = 0.02):
         if n_sim + 1 <= 1 / alpha:
             raise ValueError(f"n_sim={n_sim} cannot reach p < alpha={alpha}; use n_sim >= {math.ceil(1 / alpha)}")
+        if (1 + stop_after) / (n_sim + 1) < alpha:
+            raise ValueError(f"stop_after={stop_after} could stop a test whose full p-value is below alpha={alpha}")
         self.state = state
         self.every = every
         self.min_tps = min_tps
@@ -153,6 +170,8 @@ class DigitForensics:
         self.n_sim = n_sim
         self.min_corner = min_corner
         self.seed = seed
+        self.stop_after = stop_after
+        self.batch = batch
         self.cap = cap
         self.reserve_rate = reserve_rate
 
@@ -205,30 +224,40 @@ class DigitForensics:
 
         pooled = votes.sum(axis=0) / max(votes.sum(), 1)
         if votes.shape[1] >= 1 and (votes >= 10).sum() >= 50:
-            # (n_sim, T, K) simulated counts, each TPS keeping its valid total.
-            sims = rng.multinomial(valid[None, :], pooled, size=(self.n_sim, len(valid)))
-            sims = sims.reshape(self.n_sim, -1)
+            def redraw(k: int) -> np.ndarray:
+                """``k`` simulated regions, each TPS keeping its valid total: (k, T * K) counts."""
+                return rng.multinomial(valid[None, :], pooled, size=(k, len(valid))).reshape(k, -1)
+
             obs_counts = votes.reshape(-1)
-            for which in ("last", "second"):
-                sim_h = _digit_hist(sims, which)
-                expected = sim_h.sum(axis=0) / sim_h.sum()
-                obs_h = _digit_hist(obs_counts, which)
-                obs_stat = float(_chi2(obs_h, expected))
-                sim_stat = _chi2(sim_h, expected)
-                p = (1 + int((sim_stat >= obs_stat).sum())) / (self.n_sim + 1)
+            pilot = {which: _digit_hist(redraw(self.batch), which).sum(axis=0) for which in ("last", "second")}
+            expected = {which: h / h.sum() for which, h in pilot.items()}
+            obs_stat = {which: float(_chi2(_digit_hist(obs_counts, which), expected[which])) for which in expected}
+
+            def digit_stats(k: int) -> dict[str, np.ndarray]:
+                sims = redraw(k)  # one draw serves both digit tests
+                return {which: _chi2(_digit_hist(sims, which), expected[which]) for which in expected}
+
+            for which, (p, drawn) in self._sequential_p(obs_stat, digit_stats).items():
                 out[f"{which}_digit"] = {
-                    "p_value": round(p, 4), "chi2": round(obs_stat, 2),
-                    "observed": [int(x) for x in obs_h], "expected_share": [round(float(x), 4) for x in expected],
+                    "p_value": round(p, 4), "chi2": round(obs_stat[which], 2), "simulations": drawn,
+                    "observed": [int(x) for x in _digit_hist(obs_counts, which)],
+                    "expected_share": [round(float(x), 4) for x in expected[which]],
                     "null": "multinomial redraw from the region's pooled shares, each TPS's valid total kept"}
 
         t = np.clip(voters / reg, 0, 1.5)
         is_int = (voters * 100) % reg == 0
-        sim_v = rng.binomial(reg[None, :], np.clip(t, 0, 1)[None, :], size=(self.n_sim, len(reg)))
-        sim_int = ((sim_v * 100) % reg[None, :] == 0).sum(axis=1)
         obs_int = int(is_int.sum())
-        p = (1 + int((sim_int >= obs_int).sum())) / (self.n_sim + 1)
-        out["integer_turnout"] = {"p_value": round(p, 4), "observed": obs_int,
-                                  "expected": round(float(sim_int.mean()), 2), "n_tps": int(len(reg)),
+        int_means: list[float] = []
+
+        def integer_counts(k: int) -> dict[str, np.ndarray]:
+            sim_v = rng.binomial(reg[None, :], np.clip(t, 0, 1)[None, :], size=(k, len(reg)))
+            counts = ((sim_v * 100) % reg[None, :] == 0).sum(axis=1)
+            int_means.append(float(counts.mean()))
+            return {"integer": counts}
+
+        p, drawn = self._sequential_p({"integer": obs_int}, integer_counts)["integer"]
+        out["integer_turnout"] = {"p_value": round(p, 4), "observed": obs_int, "simulations": drawn,
+                                  "expected": round(float(np.mean(int_means)), 2), "n_tps": int(len(reg)),
                                   "null": "voters redrawn Binomial(registered, own turnout)"}
 
         winner = int(np.argmax(votes.sum(axis=0)))
@@ -247,6 +276,26 @@ class DigitForensics:
                               "n_tps": int(len(t)), "winner": winner,
                               "null": "independent logit-normal turnout and winner share, fitted by median/MAD"}
         return out
+
+    def _sequential_p(self, observed: dict[str, float], simulate) -> dict[str, tuple[float, int]]:  # noqa: ANN001
+        """Monte Carlo p-value of each statistic in ``observed`` (larger = more extreme), stopped early.
+
+        ``simulate(k)`` returns ``k`` simulated values of every statistic still
+        running. Returns ``{name: (p_value, simulations drawn)}``.
+        """
+        exceed = dict.fromkeys(observed, 0)
+        drawn = dict.fromkeys(observed, 0)
+        running = set(observed)
+        while running:
+            k = min(self.batch, self.n_sim - max(drawn[n] for n in running))
+            sims = simulate(k)
+            for name in list(running):
+                exceed[name] += int((sims[name] >= observed[name]).sum())
+                drawn[name] += k
+                if exceed[name] >= self.stop_after or drawn[name] >= self.n_sim:
+                    running.discard(name)
+        return {name: (exceed[name] / drawn[name] if exceed[name] >= self.stop_after
+                       else (1 + exceed[name]) / (self.n_sim + 1), drawn[name]) for name in observed}
 
     def _finding(self, regency: str, contest: str, test: str, res: dict, event: dict, region: dict,
                  n_tps: int, resolved: bool = False) -> Finding:
