@@ -94,7 +94,14 @@ class VolumeModel(AnomalyDetector):
     shrunk towards Poisson's exp(-expected), and the run's Gaussian-equivalent z,
     sqrt(2 * sum), competes with the point's own z. So four silent office hours of a
     series with two events a bucket alarm, while empty nights never do. A silence
-    that lasts ``shift_patience`` anomalous buckets is adopted like a level shift.
+    is adopted like a level shift once it has been anomalous (run z beyond
+    ``shift_z``) for ``shift_patience`` buckets *and* its run z is beyond twice
+    ``shift_z``: a sparse series' silence gathers evidence slowly, and is not
+    taken for the new normal before it could ever alarm. The levels from before
+    an adopted silence are remembered: the first non-empty bucket after it is
+    scored against whichever of the two regimes it fits better, and if that is
+    the old one, the old levels come back (an office that reopens at its usual
+    pace is not a spike).
 
     Memory is fixed: 24 + 168 seasonal slots, 24 + 24 + 24 scale and empty-share
     slots, at most ``interval_window`` recent gaps and ``shift_patience`` run values,
@@ -179,7 +186,9 @@ class VolumeModel(AnomalyDetector):
 
     """
 
-    VERSION = "1"
+    VERSION = "2"
+    #: State versions load_state_dict accepts (version 1 lacks the pre-silence levels).
+    _LOADABLE = ("1", "2")
 
     # Everything the model has learned; state_dict() copies exactly these.
     _STATE = (
@@ -187,8 +196,10 @@ class VolumeModel(AnomalyDetector):
         "level_s", "level_p", "daily", "daily_n", "weekly", "weekly_n", "mad_s",
         "mad_p", "slow_s", "slow_p", "slot_mad", "slot_mad_n", "err_s", "err_p", "is_count", "ewz", "prev_v",
         "zero_p", "zero_n", "zero_mass", "zero_run",
-        "run_sign", "run_vals", "run_des",
+        "run_sign", "run_vals", "run_des", "pre_silence", "silence_from",
     )
+    # State added after version 1, and its value when an older state lacks it.
+    _ADDED = {"pre_silence": None, "silence_from": None}
 
     def __init__(
         self,
@@ -260,6 +271,11 @@ class VolumeModel(AnomalyDetector):
         self.run_sign = 0
         self.run_vals: list[float] = []  # values of the current same-side run
         self.run_des: list[float] = []  # the same, deseasonalised
+        # [level_s, level_p, err_s, err_p] from before an adopted silence (None when
+        # there is none to go back to), and the same when the current anomalous
+        # silence began (what adopting it would replace).
+        self.pre_silence: list[float] | None = None
+        self.silence_from: list[float] | None = None
 
     # -- state -----------------------------------------------------------------
 
@@ -273,9 +289,9 @@ class VolumeModel(AnomalyDetector):
 
     def load_state_dict(self, d: dict[str, Any]) -> VolumeModel:
         """Restore what :meth:`state_dict` returned (parameters are not changed)."""
-        if d.get("version") != self.VERSION:
-            raise ValueError(f"VolumeModel state version {d.get('version')!r}, expected {self.VERSION!r}")
-        state = d["state"]
+        if d.get("version") not in self._LOADABLE:
+            raise ValueError(f"VolumeModel state version {d.get('version')!r}, expected one of {self._LOADABLE}")
+        state = {**self._ADDED, **d["state"]}
         missing = [name for name in self._STATE if name not in state]
         if missing:
             raise ValueError(f"VolumeModel state lacks {missing}")
@@ -419,16 +435,52 @@ class VolumeModel(AnomalyDetector):
         v = self._value(x)
         if v is None or self.level_p is None:
             return None
-        expected, scale = self._forecast(_epoch(x.get("timestamp")))
+        t = _epoch(x.get("timestamp"))
+        expected, scale = self._forecast_for(t, v)
         return (self._tx(v) - expected) / scale, expected
 
     # -- public API ------------------------------------------------------------
 
     def expected(self, x: dict) -> float:
-        """The value the model expects at ``x["timestamp"]`` (``value`` is not needed)."""
+        """The value the model expects at ``x["timestamp"]`` (``value`` is not needed).
+
+        Right after an adopted silence, a non-empty ``value`` is compared with the
+        regime it fits better (see the class notes), and that regime's value is returned.
+        """
         if self.level_p is None:
             return 0.0
-        return self._inv(self._forecast(_epoch(x.get("timestamp")))[0])
+        v = self._value(x)
+        return self._inv(self._forecast_for(_epoch(x.get("timestamp")), v)[0])
+
+    def _forecast_for(self, t: float | None, v: float | None, season: Any = _UNSET) -> tuple[float, float]:
+        """The forecast at ``t``, or the pre-silence one if value ``v`` fits that one better."""
+        if season is _UNSET:
+            season = self._season(t)
+        fc = self._forecast(t, season)
+        if self.pre_silence is not None and v is not None and v > 0.0 and self.is_count:
+            pre = self._pre_forecast(t, season)
+            if self._fits_pre(v, fc, pre):
+                return pre
+        return fc
+
+    def _remember_before_silence(self) -> None:
+        """Keep what an adopted silence replaces: the state when it began, if known."""
+        if self.pre_silence is None:
+            self.pre_silence = list(self.silence_from or (self.level_s, self.level_p, self.err_s, self.err_p))
+
+    def _fits_pre(self, v: float, fc: tuple[float, float], pre: tuple[float, float]) -> bool:
+        """Whether value ``v`` is nearer (in scales) the pre-silence forecast than the current one."""
+        tv = self._tx(v)
+        return abs(tv - pre[0]) / pre[1] < abs(tv - fc[0]) / fc[1]
+
+    def _pre_forecast(self, t: float | None, season: Any) -> tuple[float, float]:
+        """The forecast with the levels from before the adopted silence."""
+        now = [self.level_s, self.level_p, self.err_s, self.err_p]
+        self.level_s, self.level_p, self.err_s, self.err_p = self.pre_silence  # type: ignore[misc]
+        try:
+            return self._forecast(t, season)
+        finally:
+            self.level_s, self.level_p, self.err_s, self.err_p = now
 
     def direction(self, x: dict) -> str:
         """``"spike"`` if ``x["value"]`` is at or above what was expected, else ``"drop"``."""
@@ -464,8 +516,8 @@ class VolumeModel(AnomalyDetector):
         buckets shrunk towards Poisson's exp(-expected). The Gaussian z with that
         tail probability is about sqrt(2 * sum).
         """
-        if t is None or self.level_p is None:
-            return 0.0, 0.0
+        if t is None or self.level_p is None or self.pre_silence is not None:
+            return 0.0, 0.0  # (within an adopted silence, one more empty bucket is the norm)
         d0, d1, f, _, _ = self._slots(t)
         n = (1.0 - f) * self.zero_n[d0] + f * self.zero_n[d1]
         emp = (1.0 - f) * self.zero_p[d0] + f * self.zero_p[d1]
@@ -485,15 +537,23 @@ class VolumeModel(AnomalyDetector):
             z, nll = zero if zero is not None else self._zero_z(t, expected)
             self.zero_mass += nll
             self.zero_run = self.zero_run + 1 if z > self.shift_z else 0
-            if self.zero_run >= self.shift_patience:
-                # A lasting silence is the new normal: adopt it rather than alarm forever.
+            if self.zero_run == 1:
+                self.silence_from = [self.level_s, self.level_p, self.err_s, self.err_p]
+            if self.zero_run >= self.shift_patience and z > 2.0 * self.shift_z:
+                # A lasting silence is the new normal: adopt it rather than alarm
+                # forever, but remember what it replaces.
+                self._remember_before_silence()
                 self.level_p = self.level_s = _TX_ZERO
                 self.zero_mass, self.zero_run = 0.0, 0
                 self.n_shifts += 1
         else:
             self.zero_mass, self.zero_run = 0.0, 0
-        if is_zero and z > self.shift_z:
-            return  # an anomalous silence does not teach what silence is normal
+        if self.zero_run == 0:
+            self.silence_from = None
+        if is_zero and (z > self.shift_z or self.pre_silence is not None):
+            # An anomalous silence does not teach what silence is normal, nor does
+            # an adopted one (its empty buckets are not the hours' usual share).
+            return
         d0, d1, f, _, _ = self._slots(t)
         g = self._per_visit(self.season_alpha)
         zero_n, zero_p, seen = self.zero_n, self.zero_p, float(is_zero)
@@ -558,7 +618,7 @@ class VolumeModel(AnomalyDetector):
             self.learn_one(x)
             return res
         season = self._season(t)
-        fc = self._forecast(t, season)
+        fc = self._forecast(t, season) if self.pre_silence is None else self._forecast_for(t, v, season)
         expected_m, scale = fc
         expected = self._inv(expected_m)
         direction = "spike" if v >= expected else "drop"
@@ -598,6 +658,15 @@ class VolumeModel(AnomalyDetector):
             ignored, restarts = self.n_ignored, self.n_restarts
             self._reset()
             self.n_ignored, self.n_restarts, self.is_count = ignored, restarts + 1, False
+            pre = None
+        if self.pre_silence is not None and v > 0.0:
+            # The first events after an adopted silence: back to the old regime if
+            # they fit it better (as scored), else the silence's level stays; either
+            # way the memory has served.
+            season = self._season(t)
+            if self._fits_pre(v, self._forecast(t, season), self._pre_forecast(t, season)):
+                self.level_s, self.level_p, self.err_s, self.err_p = self.pre_silence
+            self.pre_silence = None
             pre = None
         if t is not None:
             self._note_time(t)
@@ -682,7 +751,9 @@ class VolumeModel(AnomalyDetector):
         rate = self._per_visit(self.level_alpha)
         self.level_s = level_s + (inv_n if inv_n > rate else rate) * r_s  # max(rate, 1 / n)
 
-        if t is not None:
+        # Within an adopted silence the hours' shape is not learned: empty buckets say
+        # nothing about it, and it is what the series comes back to.
+        if t is not None and (self.pre_silence is None or v != _TX_ZERO):
             self._learn_season(t, r_s + (season or 0.0), r_s if quiet else None)
 
         self._track_shift(z if protect and n > self.grace_period else 0.0, v, v - (season or 0.0))
@@ -725,6 +796,8 @@ class VolumeModel(AnomalyDetector):
         if len(self.run_vals) >= self.shift_patience:
             # Medians of the run: the new regime's level, untouched by the clipped updates.
             old = self.level_p
+            if self.is_count and self.run_sign < 0 and sorted(self.run_vals)[len(self.run_vals) // 2] <= _TX_ZERO:
+                self._remember_before_silence()  # a silence, adopted as a shift
             self.level_p = sorted(self.run_vals)[len(self.run_vals) // 2]
             self.level_s = sorted(self.run_des)[len(self.run_des) // 2]
             # The new regime's noise is unknown: widen the scales a little.

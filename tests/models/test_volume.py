@@ -353,3 +353,82 @@ def test_score_learn_one_equals_the_four_calls(seed):
         assert got[2] == want[2]
         assert got[0] == pytest.approx(want[0], abs=1e-9) and got[1] == pytest.approx(want[1], abs=1e-9)
     assert a.state_dict() == b.state_dict()
+
+
+def silence_then_back(days_before: int = 7, silent_days: int = 2, back: int = 48, factor: float = 1.0):
+    """5-minute counts with a daily rhythm, ``silent_days`` of nothing, then ``back`` buckets at ``factor`` x the rhythm."""
+    n, gap = days_before * 288, silent_days * 288
+    values = seasonal_counts(n + gap + back, seed=5)
+    return values[:n] + [0.0] * gap + [round(v * factor) for v in values[n + gap:]], n, n + gap
+
+
+def run(values, start: int = 0, model: VolumeModel | None = None) -> tuple[VolumeModel, list[float], list[tuple]]:
+    m = model or VolumeModel()
+    scores, out = [], []
+    for i, v in enumerate(values[start:], start):
+        x = {"timestamp": at(i), "value": v}
+        scores.append(m.score_one(x))
+        out.append((m.expected(x), m.direction(x)))
+        m.learn_one(x)
+    return m, scores, out
+
+
+def test_return_to_the_usual_level_after_an_adopted_silence_is_not_a_spike():
+    values, silence, back = silence_then_back()
+    m, scores, out = run(values)
+    assert max(scores[silence:silence + 24]) >= 0.75  # the silence alarms
+    assert m.n_shifts >= 1 and max(scores[back - 24:back]) < 0.6  # then it is the norm
+    # The office reopens at its usual pace: expected is the old level again, no spike.
+    assert max(scores[back:]) < 0.6, scores[back:back + 6]
+    assert abs(out[back][0] - values[back]) < 0.3 * values[back]
+
+
+def test_a_new_level_after_an_adopted_silence_is_still_flagged():
+    values, _, back = silence_then_back(factor=5.0)  # back at five times the old pace
+    _, scores, out = run(values)
+    assert scores[back] >= 0.75 and out[back][1] == "spike"
+    values, _, back = silence_then_back(factor=0.05)  # a trickle: not the old regime
+    _, scores, _ = run(values)
+    assert scores[back] < 0.6
+
+
+def test_a_sparse_series_silence_alarms_before_it_is_adopted():
+    # About one event every two 5-minute buckets in office hours (a small regency):
+    # six silent office hours must alarm, not be taken for the norm first.
+    rng = random.Random(3)
+    values = []
+    start = 15 * 288 + 9 * 12  # Tuesday of the third week, 09:00
+    for i in range(start):
+        t = at(i)
+        lam = 0.5 if 8 <= t.hour < 16 and t.weekday() < 5 else 0.02
+        k, acc = 0, rng.expovariate(1.0)
+        while acc < lam:
+            k, acc = k + 1, acc + rng.expovariate(1.0)
+        values.append(float(k))
+    m = trained(values)
+    _, scores, _ = run([0.0] * (start + 6 * 12), start=start, model=m)
+    # Still alarming after six silent hours: about 36 events were due; the
+    # evidence grows slowly, and adopting the silence earlier would end the
+    # alarm just as it became sure.
+    assert scores[-1] >= 0.6 and scores[-1] == max(scores)
+
+
+def test_score_learn_one_equals_the_four_calls_through_an_adopted_silence():
+    values, _, back = silence_then_back(back=100)
+    a, b = VolumeModel(), VolumeModel()
+    for i, v in enumerate(values):
+        x = {"timestamp": at(i), "value": v}
+        want = (a.score_one(x), a.expected(x), a.direction(x))
+        a.learn_one(x)
+        assert b.score_learn_one(at(i).timestamp(), v) == want, i
+    assert a.state_dict() == b.state_dict() and a.n_shifts >= 1
+
+
+def test_state_of_version_1_still_loads():
+    m = trained(seasonal_counts(600))
+    old = m.state_dict()
+    old["version"] = "1"
+    for name in ("pre_silence", "silence_from"):
+        del old["state"][name]
+    restored = VolumeModel().load_state_dict(old)
+    assert restored.pre_silence is None and restored.n_seen == m.n_seen
