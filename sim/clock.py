@@ -96,6 +96,19 @@ class Clock:
             t += dt.timedelta(hours=1)
         return t
 
+    def share(self, province: str, profile: str, start: dt.datetime, end: dt.datetime) -> float:
+        """About what share of a profile's events `sample` puts in [start, end) (whole hours)."""
+        hours, days = PROFILES[profile]
+        tz = utc_offset(province)
+        total = sum(days[d.weekday()] for d in self.dates) * sum(hours)
+        t = start.astimezone(tz).replace(minute=0, second=0, microsecond=0)
+        got = 0.0
+        while t < end:
+            if self.start <= t < self.end:
+                got += days[t.weekday()] * hours[t.hour]
+            t += dt.timedelta(hours=1)
+        return got / total if total else 0.0
+
     def local(self, province: str, d: dt.date, hour: int, minute: int = 0) -> dt.datetime:
         """A wall-clock time in the province's zone."""
         return dt.datetime(d.year, d.month, d.day, hour, minute, tzinfo=utc_offset(province))

@@ -25,6 +25,11 @@ STREAM = "registrations"
 SOURCES = ("coklit", "online", "dukcapil", "manual")
 SOURCE_SHARES = (0.62, 0.14, 0.12, 0.12)
 _SOURCE_CUM = tuple(itertools.accumulate(SOURCE_SHARES))
+# Registration events per voter: an add, plus the updates, removals and moves.
+EVENTS_PER_VOTER = 1.09
+# Events a silenced series would have had in its silent hours, at least: fewer, and a
+# quiet spell is no anomaly anyone (or any detector) could tell from chance.
+SILENCE_MIN_EVENTS = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +177,79 @@ class RegistrationBuilder:
         self._eligibility()
         return self.recs
 
+    def _expected(self, voters: int, source_share: float, province: str, start: dt.datetime,
+                  end: dt.datetime) -> float:
+        """About how many registration events of `voters` voters (a `source_share` of
+        them by office sources) fall in [start, end)."""
+        return EVENTS_PER_VOTER * voters * source_share * self.clock.share(province, "office", start, end)
+
+    def _silence_window(self, region: str, province: str, voters: int, source_share: float,
+                        day: dt.date, hour: int, hours: int) -> tuple[dt.datetime, dt.datetime]:
+        """`hours` from `hour` on `day`, lengthened by whole days (up to three, later
+        ones first, earlier ones at the end of the calendar) while the series would
+        have fewer than SILENCE_MIN_EVENTS events in it."""
+        start = self.clock.local(province, day, hour)
+        end = start + dt.timedelta(hours=hours)
+        first, last = min(self.clock.dates[1], day), max(self.clock.dates[-2], day)
+        one = dt.timedelta(days=1)
+        while (self._expected(voters, source_share, province, start, end) < SILENCE_MIN_EVENTS
+               and end - start < dt.timedelta(days=3)):
+            if end.date() < last:
+                end += one
+                self._busy_days.add((region, end.date()))
+            elif start.date() > first:
+                start -= one
+                self._busy_days.add((region, start.date()))
+            else:
+                break
+        return start, end
+
+    def _busy(self, counts: dict[str, int], enough: float) -> str:
+        """A random one of the keys whose count reaches `enough`, else the largest."""
+        busy = sorted(k for k, n in counts.items() if n >= enough)
+        return self.rng.choice(busy) if busy else max(sorted(counts), key=counts.__getitem__)
+
     def _silences(self) -> None:
         """A regency office silent for six office hours; the e-coklit source silent in a
-        province for a working day."""
+        province for a working day.
+
+        A silence is an anomaly only where events were due: the series silenced are
+        ones busy enough to have SILENCE_MIN_EVENTS events in those hours on a working
+        day, and where none is (a small simulation), the busiest one, silenced for
+        whole days more until that many events are missing.
+        """
         rng = self.rng
         if not self.villages:
             return
-        v = rng.choice(self.villages)
+        regency_voters: dict[str, int] = {}
+        province_voters: dict[str, int] = {}
+        for hh in self.households:
+            n = len(hh.voters)
+            regency_voters[hh.village.regency] = regency_voters.get(hh.village.regency, 0) + n
+            province_voters[hh.village.province] = province_voters.get(hh.village.province, 0) + n
+        day = self.clock.weekdays() or self.clock.dates
+        # voters a series needs for SILENCE_MIN_EVENTS events in `hours` office hours of a weekday
+        def needed(province: str, share: float, hour: int, hours: int) -> float:
+            start = self.clock.local(province, day[0], hour)
+            one = self._expected(1, share, province, start, start + dt.timedelta(hours=hours))
+            return SILENCE_MIN_EVENTS / one if one else float("inf")
+
+        province_of = {w.regency: w.province for w in self.villages}
+        reg = self._busy(regency_voters, needed(self.villages[0].province, 1.0, 9, 6))
+        v = rng.choice(sorted((w for w in self.villages if w.regency == reg), key=lambda w: w.code))
         d = self._weekday(v.regency)
-        start = self.clock.local(v.province, d, 9)
-        s = Silence(start, start + dt.timedelta(hours=6), v.province, v.regency, None)
+        start, end = self._silence_window(v.regency, province_of[reg], regency_voters[reg], 1.0, d, 9, 6)
+        s = Silence(start, end, v.province, v.regency, None)
         self.silences.append(s)
         self.book.add("volume", "silence", [], stream=STREAM, region=_short_region(v),
                       window=(s.start, s.end), attach=[])
-        provinces = sorted({w.province for w in self.villages})
+        provinces = sorted(province_voters)
         other = [p for p in provinces if p != v.province] or provinces
-        p = rng.choice(other)
+        coklit = SOURCE_SHARES[SOURCES.index("coklit")]
+        p = self._busy({k: province_voters[k] for k in other}, needed(other[0], coklit, 8, 8))
         d2 = rng.choice([x for x in (self.clock.weekdays() or self.clock.dates) if x != d] or [d])
-        start = self.clock.local(p, d2, 8)
-        s2 = Silence(start, start + dt.timedelta(hours=8), p, None, "coklit")
+        start, end = self._silence_window(p, p, province_voters[p], coklit, d2, 8, 8)
+        s2 = Silence(start, end, p, None, "coklit")
         self.silences.append(s2)
         self.book.add("volume", "silence", [], stream=STREAM, region={"province": p},
                       window=(s2.start, s2.end), source="coklit", attach=[])

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 
 import orjson
+import pytest
 
 from sim.nik import PLACEHOLDER_NIK, nik_problems
 from sim.population import is_default_date
@@ -179,3 +180,32 @@ def test_injected_records_are_after_what_they_duplicate(out):
         if lb["detector"] in ("duplicate_nik", "duplicate_person", "nik_conflict", "revision"):
             first, *rest = (out.by_id[e] for e in lb["event_ids"])
             assert all(first.at > r.at for r in rest), lb
+
+
+@pytest.mark.parametrize("seed,voters,days", [(2, 2000, 28), (3, 1000, 14)])
+def test_silences_are_where_events_were_due_even_in_small_simulations(seed, voters, days):
+    """A small simulation spreads few events over many series: a silence is put in a
+    series busy enough (or made long enough) that its absence is noticeable."""
+    from sim.simulator import Simulator
+
+    sim = Simulator(seed=seed, voters=voters, days=days)
+    regs = list(sim.registrations())
+    period_end = sim.start + dt.timedelta(days=days)
+    silences = [lb for lb in sim.labels() if lb["detector"] == "volume" and lb["kind"] == "silence"]
+    assert len(silences) == 2
+    for lb in silences:
+        start, end = _window(lb)
+
+        def in_series(e, lb=lb):
+            r = e.value["region"]
+            return all(r.get(k) == v for k, v in lb["region"].items()) and lb["source"] in (None, e.value["source"])
+
+        times = [e.at for e in regs if in_series(e)]
+        assert not [t for t in times if start <= t < end]
+        # The same hours on other working days, where they do not overlap the silence.
+        usual = []
+        for k in range(-days, days + 1):
+            s2, e2 = start + dt.timedelta(days=k), end + dt.timedelta(days=k)
+            if k and sim.start <= s2 and e2 <= period_end and not (s2 < end and start < e2) and s2.weekday() < 5:
+                usual.append(sum(s2 <= t < e2 for t in times))
+        assert usual and sorted(usual)[len(usual) // 2] >= 30, (lb, sorted(usual))
