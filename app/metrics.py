@@ -110,6 +110,10 @@ class Metrics:
         self.index_entries = Gauge(
             "pantau_duplicate_index_entries", "Entries in the duplicate indexes held by this worker.", ["index"], registry=r
         )
+        self.rocksdb_memory = Gauge(
+            "pantau_rocksdb_memory_bytes", "RocksDB memory of this worker's tables, against its shared budget.",
+            ["kind"], registry=r,
+        )
         self.tally_registered = Counter(
             "pantau_tally_registered", "Registered voters (DPT+DPTb+DPK) of first-upload tallies.",
             ["province", "contest", "sex"], registry=r,

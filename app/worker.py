@@ -411,6 +411,9 @@ class Worker:
             self._update_lag()
             self._update_index_sizes()
             self._export_detector_errors()
+            memtable, block_cache = rocksdb_store.budget_usage()
+            self.metrics.rocksdb_memory.labels("memtable").set(memtable)
+            self.metrics.rocksdb_memory.labels("block_cache").set(block_cache)
         except Exception:  # noqa: BLE001 - a timer that raises would stop the whole app
             log.exception("housekeeping failed")
 

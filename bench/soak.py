@@ -8,7 +8,8 @@ identities so the indexes keep growing as in a real registration period
 (cycle k: NIK serial and NKK serial shifted by k, first name rotated, new
 event ids; tallies get new TPS numbers). One event in ``--alert-every`` is a
 tally that fails its arithmetic, for latency. Every minute one line: events
-sent and processed, lag (sent - processed), worker RSS, data dir size, and
+sent and processed, lag (sent - processed), worker RSS, data dir size, RocksDB
+memory in use (memtables + block cache, from /metrics), and
 p50/p99 of alert latency over that minute.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -27,7 +29,7 @@ if __name__ == "__main__" and "--commit" in os.sys.argv:  # the snapshot must be
 
     os.environ["BENCH_CODE"] = str(_snapshot(os.sys.argv[os.sys.argv.index("--commit") + 1]))
 
-from bench.common import bench_settings, dir_bytes, ensure, pantau_processed, rss_mb  # noqa: E402
+from bench.common import bench_settings, dir_bytes, ensure, http_get, pantau_processed, rss_mb  # noqa: E402
 from bench.latency import Stream, drive  # noqa: E402
 from bench.throughput import spawn  # noqa: E402
 from tests.conftest import WorkerProcess  # noqa: E402
@@ -82,11 +84,17 @@ def main() -> None:
         try:
             worker.wait_ready(120)
             print(f"soak: {args.minutes} min at {args.rate} ev/s; worker log {worker.log_path}", flush=True)
-            print("minute  sent  processed  lag  rss_MB  data_MB  alerts  p50_ms  p99_ms", flush=True)
+            print("minute  sent  processed  lag  rss_MB  data_MB  rocks_MB  alerts  p50_ms  p99_ms", flush=True)
             stream = CyclingStream(events, args.alert_every, settings.app_id)
             asyncio.run(_soak(settings, worker, stream, args))
         finally:
             worker.stop()
+
+
+def rocksdb_mb(port: int) -> float:
+    """RocksDB memtables + block cache in use (``pantau_rocksdb_memory_bytes``), MB."""
+    body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return sum(float(v) for v in re.findall(rb'^pantau_rocksdb_memory_bytes\{[^}]*\} (\S+)$', body, re.M)) / 2**20
 
 
 async def _soak(settings, worker: WorkerProcess, stream: CyclingStream, args) -> None:
@@ -98,9 +106,10 @@ async def _soak(settings, worker: WorkerProcess, stream: CyclingStream, args) ->
         processed = await asyncio.to_thread(pantau_processed, settings.web_port)
         rss = rss_mb(worker.proc.pid)
         data = dir_bytes(settings.data_dir) / 2**20
+        rocks = await asyncio.to_thread(rocksdb_mb, settings.web_port)
         fmt = lambda v: "-" if v is None else f"{v * 1000:.0f}"  # noqa: E731
         print(f"{minute:6d} {sent_total:6d} {processed:10.0f} {sent_total - processed:5.0f} {rss or 0:7.0f} "
-              f"{data:8.1f} {result['alerted']:3d}/{result['alerting']:<3d} {fmt(result['p50']):>6} "
+              f"{data:8.1f} {rocks:9.1f} {result['alerted']:3d}/{result['alerting']:<3d} {fmt(result['p50']):>6} "
               f"{fmt(result['p99']):>6}", flush=True)
         if worker.proc.poll() is not None:
             print("the worker exited:", worker.log_tail(), flush=True)

@@ -53,6 +53,7 @@ DOMAINS: dict[str, frozenset[str]] = {
     "action": frozenset({"add", "update", "remove"}),
     # pantau_duplicate_index_entries is not set by the worker yet; these are its likely index names
     "index": frozenset({"nik", "person", "household"}),
+    "kind": frozenset({"memtable", "block_cache"}),
 }
 ALL_PROVINCES = frozenset(PROVINCES) | {"unknown"}
 POLLING_DAY = date(2024, 2, 14)
