@@ -97,16 +97,18 @@ class Clock:
         return t
 
     def share(self, province: str, profile: str, start: dt.datetime, end: dt.datetime) -> float:
-        """About what share of a profile's events `sample` puts in [start, end) (whole hours)."""
+        """About what share of a profile's events `sample` puts in [start, end)."""
         hours, days = PROFILES[profile]
         tz = utc_offset(province)
         total = sum(days[d.weekday()] for d in self.dates) * sum(hours)
+        hour = dt.timedelta(hours=1)
         t = start.astimezone(tz).replace(minute=0, second=0, microsecond=0)
         got = 0.0
         while t < end:
             if self.start <= t < self.end:
-                got += days[t.weekday()] * hours[t.hour]
-            t += dt.timedelta(hours=1)
+                part = (min(end, t + hour) - max(start, t)) / hour
+                got += days[t.weekday()] * hours[t.hour] * part
+            t += hour
         return got / total if total else 0.0
 
     def local(self, province: str, d: dt.date, hour: int, minute: int = 0) -> dt.datetime:

@@ -30,6 +30,8 @@ EVENTS_PER_VOTER = 1.09
 # Events a silenced series would have had in its silent hours, at least: fewer, and a
 # quiet spell is no anomaly anyone (or any detector) could tell from chance.
 SILENCE_MIN_EVENTS = 40
+# A spike brings at least this many times the regency's usual events in its 15 minutes.
+SPIKE_TIMES_USUAL = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +348,11 @@ class RegistrationBuilder:
         start = self.clock.local(v.province, d, rng.choice((10, 13, 21)), rng.choice((0, 15, 30)))
         end = start + dt.timedelta(minutes=15)
         regency_villages = [w for w in self.villages if w.regency == v.regency]
-        n = max(30, self.n_voters // 150)
+        # A bulk insertion stands out from its regency's own traffic: several times
+        # what all sources together register there in those 15 minutes.
+        voters = sum(len(h.voters) for h in self.households if h.village.regency == v.regency)
+        usual = self._expected(voters, 1.0, v.province, start, end)
+        n = max(30, self.n_voters // 150, round(SPIKE_TIMES_USUAL * usual))
         recs = []
         op = f"KPU-{v.regency}-ADM{rng.randint(1, 9)}"
         for _ in range(n):
