@@ -14,7 +14,7 @@ from collections.abc import MutableMapping
 from datetime import date, datetime
 from typing import Any
 
-from scipy import stats
+from scipy.special import bdtrc  # binom.sf without importing scipy.stats (seconds of start-up)
 
 from models.base import Finding
 from models.lookups import parse_nik
@@ -164,8 +164,8 @@ class BirthdateHeaping:
         m = self.prior_strength
         p_own = max((r["k"] + m * p_nat) / (r["n"] + m), 1e-4)
         share = k / n
-        pv_nat = float(stats.binom.sf(k - 1, n, p_nat))
-        pv_own = float(stats.binom.sf(k - 1, n, p_own))
+        pv_nat = float(bdtrc(k - 1, n, p_nat))
+        pv_own = float(bdtrc(k - 1, n, p_own))
         ref = max(p_nat, p_own)
         departs = (pv_nat < self.alpha and pv_own < self.alpha and share >= self.min_ratio * ref)
         evidence = {"window_records": n, "window_default_dates": k, "window_share": round(share, 4),

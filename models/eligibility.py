@@ -15,7 +15,7 @@ from collections.abc import MutableMapping
 from datetime import date, datetime
 from typing import Any
 
-from scipy import stats
+from scipy.special import bdtrc  # binom.sf without importing scipy.stats (seconds of start-up)
 
 from models.base import Finding
 from models.lookups import parse_nik
@@ -197,7 +197,7 @@ class Eligibility:
                 # Compare with the rest of the country, so a big regency does not hide in its own average.
                 p0 = max(rest_old / rest_n, 1e-4)
                 share = r["old"] / r["n"]
-                p = float(stats.binom.sf(r["old"] - 1, r["n"], p0))
+                p = float(bdtrc(r["old"] - 1, r["n"], p0))
                 high = share >= self.min_ratio * p0 and p < self.alpha
                 if high or r["flagged"]:
                     out.append(Finding(
