@@ -23,8 +23,10 @@ class Built:
 def make_volume_monitor(settings: Settings) -> Any:
     from models.volume_monitor import VolumeMonitor
 
+    # Counts from the worker's input partitions: every one is waited for
+    # (partitions without a count turn idle after five minutes).
     return VolumeMonitor(bucket_seconds=settings.volume_bucket_seconds, threshold=settings.volume_threshold,
-                         critical_threshold=settings.volume_critical_threshold)
+                         critical_threshold=settings.volume_critical_threshold, partitions=settings.partitions)
 
 
 def build_detectors(settings: Settings, stores: Callable[[str], Any]) -> Built:

@@ -122,6 +122,8 @@ class Worker:
         self._broker_was_up = False
         self._restored = False
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
+        # Newest event time per (stream, input partition): the partition's watermark.
+        self._volume_progress: dict[tuple[str, int], float] = {}
         self._volume_pending = 0
         self._volume_flushed_at = time.monotonic()
         self._volume_monitors: dict[int, Any] = {}
@@ -251,7 +253,7 @@ class Worker:
             findings, new_routes = self.pipeline.on_result(event)
             self.metrics.observe_result(event)
         routes += new_routes
-        self._count_for_volume(stream, event)
+        self._count_for_volume(stream, event, message.partition)
         await self._publish(findings)
         m = self.metrics
         m.events.labels(stream, "processed").inc()
@@ -259,21 +261,26 @@ class Worker:
         m.last_event.labels(stream).set(time.time())
         m.processing.labels(stream).observe(time.perf_counter() - started)
 
-    def _count_for_volume(self, stream: str, event: dict[str, Any]) -> None:
+    def _count_for_volume(self, stream: str, event: dict[str, Any], partition: int) -> None:
         stamp = event.get("occurred_at") or event.get("submitted_at")
         when = datetime.fromisoformat(stamp).timestamp()
         region = event.get("region") or {}
         key = (stream, region.get("province") or "", region.get("regency") or "", event.get("source") or "",
-               int(when // self.settings.volume_bucket_seconds))
+               int(when // self.settings.volume_bucket_seconds), partition)
         count, latest = self._volume_partials.get(key, (0, when))
         self._volume_partials[key] = (count + 1, max(latest, when))
+        if when > self._volume_progress.get((stream, partition), when - 1.0):
+            self._volume_progress[(stream, partition)] = when
 
     def _volume_routes(self) -> list[Route]:
         """The batch's counts per series and bucket, as routes to the volume agent."""
         routes = []
-        for (stream, province, regency, source, _), (count, latest) in self._volume_partials.items():
+        for (stream, province, regency, source, _, part), (count, latest) in self._volume_partials.items():
+            # The input partition and its watermark: the volume monitor closes a
+            # bucket only when every input partition has passed it (docs/volume.md).
             payload = {"stream": stream, "region": {"province": province, "regency": regency or None},
-                       "source": source or None, "at": latest, "count": count}
+                       "source": source or None, "at": latest, "count": count,
+                       "partition": part, "wm": self._volume_progress.get((stream, part), latest)}
             routes.append(Route("volume", f"{stream}|{province}", payload))
         self._volume_partials.clear()
         return routes
@@ -331,16 +338,30 @@ class Worker:
 
     async def _observe_volume(self, partition: int, items: list[list[Any]]) -> None:
         monitor = self._volume_monitor(partition)
+        counted = False
         for key, p in items:
             try:
                 if key == TICK:
                     findings = monitor.advance(datetime.fromtimestamp(p["now"], timezone.utc), live_within=LIVE_WITHIN)
                 else:
+                    # A batch's counts are all counted before any bucket closes.
                     when = datetime.fromtimestamp(p["at"], timezone.utc)
-                    findings = monitor.observe(p["stream"], when, p["region"], p["source"], count=p["count"])
+                    wm = p.get("wm")
+                    monitor.observe(p["stream"], when, p["region"], p["source"], count=p["count"],
+                                    partition=p.get("partition"), close=False,
+                                    watermark=None if wm is None else datetime.fromtimestamp(wm, timezone.utc))
+                    counted = True
+                    continue
             except Exception:  # noqa: BLE001 - a detector bug must not stop the stream
                 log.exception("volume monitor failed on a partial count")
                 continue
+            await self._publish(findings)
+        if counted:
+            try:
+                findings = monitor.close()
+            except Exception:  # noqa: BLE001
+                log.exception("volume monitor failed closing buckets")
+                findings = []
             await self._publish(findings)
         for (stream, province), last in monitor.latest().items():
             self.metrics.volume_score.labels(stream, province).set(last["score"])
