@@ -20,6 +20,8 @@ Examples
 True
 >>> name_similarity("Ratna Sari", "Ratnasari")
 1.0
+>>> name_similarity("Muhammad Daliman", "Muhammaddaliman")
+1.0
 >>> name_similarity("M. Ridwan", "Muhammad Ridwan")
 1.0
 >>> name_similarity("Siti N. Hasanah", "Siti Nur Hasanah")
@@ -252,6 +254,14 @@ def _fold(joined: str) -> str:
     return joined.replace("PH", "F").replace("TH", "T").replace("DH", "D").translate(_FOLD)
 
 
+_DOUBLED = re.compile(r"(.)\1+")
+
+
+def _squeeze(joined: str) -> str:
+    """Doubled letters written once: a join can create them (MUHAMMAD + DALIMAN)."""
+    return _DOUBLED.sub(r"\1", joined)
+
+
 def _expand_initials(a: list[str], b: list[str]) -> list[str]:
     """Replace one-letter tokens in ``a`` by the token of ``b`` they abbreviate."""
     if not any(len(t) == 1 for t in a):
@@ -306,8 +316,10 @@ def name_similarity(a: str | list[str] | None, b: str | list[str] | None) -> flo
     if sa == sb:
         return 1.0
     ja, jb = "".join(ta), "".join(tb)
-    if ja == jb or _fold(ja) == _fold(jb):
-        return 1.0  # same letters, or the same up to J/Y, F/V, K/Q spellings
+    if ja == jb or _squeeze(_fold(ja)) == _squeeze(_fold(jb)):
+        # Same letters, or the same up to J/Y, F/V, K/Q spellings and doubled
+        # letters across a join (Muhammad Daliman / Muhammaddaliman).
+        return 1.0
     best = max(
         fuzz.token_sort_ratio(sa, sb) / 100.0,
         fuzz.ratio(ja, jb) / 100.0,

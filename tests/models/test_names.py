@@ -77,3 +77,12 @@ def test_phonetic_key_groups_spellings_for_blocking():
 
 def test_address_normalisation():
     assert normalise_text("Jl. Merdeka No. 5") == normalise_text("JALAN MERDEKA NOMOR 5")
+
+
+@pytest.mark.parametrize("a,b", [("Muhammad Daliman", "Muhammaddaliman"), ("Muhammad", "Muha Mmad")])
+def test_a_join_that_doubles_a_letter_is_still_the_same_name(a, b):
+    assert name_similarity(a, b) == 1.0
+
+
+def test_different_names_do_not_become_equal_by_squeezing_letters():
+    assert name_similarity("Ana", "Anna Sari") < 1.0 and name_similarity("Adi", "Addi") == 1.0
