@@ -511,7 +511,8 @@ def febrl() -> None:
     print("\nFEBRL (no rec_id, no soc_sec_id; the data has no sex, birth place or NKK):")
     print("zero-shot = the prior as shipped; 'after feedback' = verdicts on the first half of the")
     print(f"stream (alerts and near misses, score >= {REVIEW}), measured on pairs found in the second half.")
-    print(f"{'set':8} {'records':>7} {'true':>6} {'blocked':>7} | {'zero-shot P':>11} {'R':>6} {'F1':>6} |"
+    print("rows marked (hand) score the same pairs with the hand-set prior instead of the learned one.")
+    print(f"{'set':14} {'records':>7} {'true':>6} {'blocked':>7} | {'zero-shot P':>11} {'R':>6} {'F1':>6} |"
           f" {'B before P':>10} {'R':>6} {'F1':>6} | {'B after P':>9} {'R':>6} {'F1':>6} {'verdicts':>8}")
     sets = []
     for name, loader in (("febrl1", load_febrl1), ("febrl2", load_febrl2), ("febrl3", load_febrl3)):
@@ -523,15 +524,124 @@ def febrl() -> None:
     # Linkage: interleave the two files, keep only pairs across them.
     sets.append(("febrl4", [e for pair in zip(ea, eb) for e in pair], {frozenset(x) for x in links},
                  lambda pair: len(pair & ids_a) == 1))
+    from models.duplicate_person import HAND_PRIOR
+
     for name, events, true, keep in sets:
         keep = keep or (lambda pair: True)
-        _, pairs, det, _ = run_stream(events)
+        _, pairs, _, _ = run_stream(events)  # every pair past the gates; the prior only scores them
         pairs = {p: v for p, v in pairs.items() if keep(p)}
-        p, r, f1 = prf({q for q, (_, x) in pairs.items() if det.score(x) >= 0.5}, true)
         blocked = len(true & set(pairs)) / len(true)
-        (pb, rb, fb), (pa, ra, fa), n = feedback_split(pairs, true, len(events) // 2, keep=keep)
-        print(f"{name:8} {len(events):7d} {len(true):6d} {blocked:7.3f} | {p:11.4f} {r:6.4f} {f1:6.4f} |"
-              f" {pb:10.4f} {rb:6.4f} {fb:6.4f} | {pa:9.4f} {ra:6.4f} {fa:6.4f} {n:8d}")
+        for label, prior in (("", None), (" (hand)", HAND_PRIOR)):
+            det = PersonDuplicateDetector({}, SECRET, prior=prior)
+            p, r, f1 = prf({q for q, (_, x) in pairs.items() if det.score(x) >= 0.5}, true)
+            (pb, rb, fb), (pa, ra, fa), n = feedback_split(pairs, true, len(events) // 2, prior=prior, keep=keep)
+            print(f"{name + label:14} {len(events):7d} {len(true):6d} {blocked:7.3f} | {p:11.4f} {r:6.4f} {f1:6.4f} |"
+                  f" {pb:10.4f} {rb:6.4f} {fb:6.4f} | {pa:9.4f} {ra:6.4f} {fa:6.4f} {n:8d}")
+
+
+def learn_prior(seed: int, households: int, l2: float = 1.0) -> tuple[dict[str, float], dict]:
+    """Prior coefficients fitted offline on a labelled TRAINING population.
+
+    The population is built exactly as the evaluation's, from another seed
+    (so other people, households, variants and traps). Every pair that gets
+    past blocking and the gates is labelled by person id; a logistic regression
+    is fitted by Newton's method with a Gaussian penalty ``l2 / 2 * |w - w0|^2``
+    that pulls each weight towards the hand-set prior ``w0`` of
+    ``models.duplicate_person.HAND_PRIOR``: a maximum a posteriori estimate,
+    so weights of features the training data never exercises (weak names,
+    corrupted dates, no sex or NKK at all: FEBRL's shape) keep their hand value.
+    """
+    import numpy as np
+
+    from models.duplicate_person import _UNSCORED, HAND_PRIOR
+
+    events, pid_of, _ = build(seed, households)
+    true = truth_pairs(events, pid_of)["duplicate_person"]
+    _, pairs, _, _ = run_stream(events, prior=HAND_PRIOR)
+    stats = {"events": len(events), "true pairs": len(true), "pairs scored": len(pairs),
+             "positives": sum(p in true for p in pairs)}
+    # Each pair once more as data without the KPU identity fields (no NIK,
+    # sex, birth place, marital status, NKK, disability: the shape of FEBRL
+    # or of a list imported from elsewhere), flagged by ``no_id_fields``. The
+    # scorer then learns what name, birth date and address say on their own,
+    # instead of treating a source without NIKs as one where they all differ.
+    for pair, (i, x) in list(pairs.items()):
+        pairs[("blanked", pair)] = (i, _blanked(x))
+    true = set(true) | {("blanked", p) for p in true}
+    prior = _fit_prior(pairs, true, l2)
+    return prior, stats
+
+
+def _blanked(x: dict) -> dict:
+    y = dict(x)
+    y.update(nik_birth_agree=0.0, nik_missing=1.0, sex_agree=0.0, sex_missing=1.0, place_agree=0.0, place_missing=1.0,
+             marital_agree=0.0, marital_missing=1.0, nkk_equal=0.0, nkk_missing=1.0, household_name_differs=0.0,
+             household_typo=0.0, addr_close_other_kk=x["addr_close"], disability_agree=0.0, no_id_fields=1.0)
+    return y
+
+
+# Compared pairs are blocked by sex, so they say nothing about it: these keep their hand value.
+_FIXED = ("sex_agree", "sex_missing")
+# Agreement can only speak for a match and disagreement only against: the fit
+# keeps these signs (a weight that would cross zero is held at zero), so that
+# quirks of the generated population (who happens to live where) cannot
+# teach the scorer that agreeing on a field makes a duplicate less likely.
+_NON_NEGATIVE = ("_equal", "_close", "_exact", "_cross", "_swap", "_typo", "_agree", "same_regency",
+                 "variant_rare", "addr_close_other_kk")
+_NON_POSITIVE = ("_differ", "_missing", "_common", "_default", "_part", "household_name_differs", "name_weak")
+
+
+def _fit_prior(pairs: dict, true: set, l2: float, precision_target: float = 0.985) -> dict[str, float]:
+    import numpy as np
+
+    from models.duplicate_person import _UNSCORED, HAND_PRIOR
+
+    names = sorted({k for _, x in pairs.values() for k in x if k not in _UNSCORED} | set(HAND_PRIOR) - {"intercept"})
+    X = np.array([[1.0] + [x.get(n, 0.0) for n in names] for _, x in pairs.values()])
+    y = np.array([p in true for p in pairs], dtype=float)
+    w0 = np.array([HAND_PRIOR.get("intercept", 0.0)] + [HAND_PRIOR.get(n, 0.0) for n in names])
+    sign = np.array([0] + [1 if n.endswith(_NON_NEGATIVE) else -1 if n.endswith(_NON_POSITIVE) else 0
+                           for n in names])
+    fixed = np.array([False] + [n in _FIXED for n in names])
+    free = ~fixed
+    for _ in range(len(names)):
+        w = np.where(free | fixed, w0, 0.0)
+
+        def loss(v):
+            z = X @ v
+            return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * np.sum((v - w0)[free] ** 2))
+
+        for _ in range(100):
+            p = 0.5 * (1 + np.tanh(0.5 * (X @ w)))
+            grad = (X.T @ (p - y) + l2 * (w - w0))[free]
+            hess = (X[:, free] * (p * (1 - p))[:, None]).T @ X[:, free] + l2 * np.eye(free.sum())
+            step = np.linalg.solve(hess, grad)
+            t, before = 1.0, loss(w)
+            while t > 1e-4:  # damped Newton: halve the step until the loss goes down
+                cand = w.copy()
+                cand[free] -= t * step
+                if loss(cand) <= before:
+                    break
+                t /= 2
+            w = cand
+            if np.abs(t * step).max() < 1e-7:
+                break
+        bad = free & (sign * w < 0)
+        if not bad.any():
+            break
+        free &= ~bad  # active set: held at zero, refit the rest
+    # Operating point: log loss balances errors both ways, the target does
+    # not (precision first). The intercept moves down in steps of 0.25 until
+    # the TRAINING pairs reach the precision target at probability 0.5.
+    z, real = X @ w, np.array([not (isinstance(p, tuple) and p[0] == "blanked") for p in pairs])
+    shift = 0.0
+    while shift > -5.0:
+        pred = (z + shift >= 0) & real  # on the population as it is, not the blanked copies
+        if (pred & (y == 1)).sum() / max(pred.sum(), 1) >= precision_target:
+            break
+        shift -= 0.25
+    w[0] += shift
+    return {"intercept": round(float(w[0]), 2)} | {n: round(float(v), 2) for n, v in zip(names, w[1:])}
 
 
 def main(argv=None) -> None:
@@ -539,7 +649,20 @@ def main(argv=None) -> None:
     ap.add_argument("--households", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--no-febrl", action="store_true")
+    ap.add_argument("--learn-prior", type=int, metavar="SEED",
+                    help="fit the prior on a training population from SEED (not the evaluation's) and print it")
+    ap.add_argument("--l2", type=float, default=1.0, help="pull towards the hand prior when fitting (--learn-prior)")
     args = ap.parse_args(argv)
+    if args.learn_prior is not None:
+        if args.learn_prior == args.seed:
+            raise SystemExit("train on another seed than the evaluation's (--seed)")
+        prior, stats = learn_prior(args.learn_prior, args.households, args.l2)
+        print(f"training population: seed {args.learn_prior}, {args.households} households, {stats}")
+        print("PRIOR = {")
+        for k, v in prior.items():
+            print(f'    "{k}": {v},')
+        print("}")
+        return
     synthetic(args.seed, args.households)
     if not args.no_febrl:
         febrl()

@@ -1,21 +1,28 @@
 """The same person registered under different NIKs.
 
-Every record gets a few **blocking keys** (birth date with day and month in
-either order + sex + the sound of the first or the last name word; birth date
-+ sex + regency; sex + the sounds of the first and last name words). Each key names a small block of recent records in the index;
-a new record is compared only with its blocks' members. In the worker the
-keys become Kafka message keys, so they are keyed hashes: no birth date or
-name can be read from a topic.
+Every record gets up to eight **blocking keys**, each built to survive one
+corrupted field: birth date (day and month in either order) + sex + the start,
+the end or the last word of the name's sound; exact birth date + sex +
+regency; birth year + sex + the start of the sound or the last word; sex + the
+sounds of the first and last name words; regency + the last word. Each key
+names a small block of recent records in the index; a new record is compared
+only with its blocks' members. In the worker the keys become Kafka message
+keys, so they are keyed hashes: no birth date or name can be read from a topic.
 
 A pair is described by a dict of **features** (similarities and agreement
-flags only, never the values), and a River logistic regression, started from
-hand-set prior coefficients, turns it into a probability. Staff verdicts on
-alerts (``feedback.v1``) train it online through :meth:`learn_feedback`.
+flags only, never the values), and a River logistic regression turns it into a
+probability. It starts from :data:`PRIOR`: hand-set coefficients
+(:data:`HAND_PRIOR`) updated offline on a labelled training population
+(``bench.duplicates_eval --learn-prior``). Staff verdicts on alerts
+(``feedback.v1``) train it online through :meth:`learn_feedback`.
 
 Birth date and sex must *agree*: a missing birth date counts against a match,
-not as neutral, and so does a sex that is unknown on both sides. Common names
-weigh less: a count-min sketch of normalised full names gives each pair a
-``name_common`` feature in [0, 1].
+not as neutral, and so does an unknown sex. Other unknown fields are no
+evidence either way (+1 agree, -1 differ, 0 unknown). Common names weigh less:
+a count-min sketch of normalised full names gives each pair a ``name_common``
+feature in [0, 1]; the same sketch counts name words, so that a rare spelling
+next to an established name reads as a misspelling (a re-entry) and two
+established names as two people (twins).
 
 Examples
 --------
@@ -38,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -50,43 +58,119 @@ from models.duplicate_nik import clean_date, clean_sex, date_relation, nik_birth
 from models.names import name_similarity, normalise_name, normalise_text, phonetic_token
 from models.privacy import keyed_hash, mask_nik
 
-__all__ = ["PersonDuplicateDetector", "PRIOR"]
+__all__ = ["PersonDuplicateDetector", "PRIOR", "HAND_PRIOR"]
 
-# Prior log-odds coefficients, set by hand from what KPU staff look at: birth
-# date and sex must agree, the name must be close, and at least one of birth
-# place / address / household / NIK birth segment should back it up. A pair
-# that differs on birth date gets none of the date weights, so the intercept
-# keeps it far below any threshold.
-PRIOR: dict[str, float] = {
-    "intercept": -8.5,
+# Log-odds coefficients set by hand from what KPU staff look at: birth date
+# and sex must agree, the name must be close, and at least one of birth place /
+# address / household / NIK birth segment should back it up. The starting point
+# (and the centre of the penalty) of the offline fit that gives PRIOR.
+HAND_PRIOR: dict[str, float] = {
+    "intercept": -7.5,
     "name_close": 6.0,        # (name_sim - 0.8) / 0.2 clipped to [0, 1]
     "name_exact": 1.0,
+    "name_weak": -6.0,        # (0.8 - name_sim) / 0.25: a weaker name needs other fields behind it
     "name_common": -6.0,      # frequent names need more corroboration (Nurhayati)
     "dob_equal": 3.0,
     "dob_default": -1.5,      # 1 Jan / 1 Jul / 31 Dec: the civil registry's filler dates
     "dob_swap": 1.5,
     "dob_typo": 1.0,
+    "dob_part": -4.0,         # one of year, month, day wrong
     "dob_missing": -2.0,      # missing is not agreement
     "dob_differ": -8.0,
-    "nik_birth_equal": 1.0,   # the NIKs' DDMMYY+sex segments agree ...
-    "nik_birth_differ": -3.0,  # ... or do not
-    "sex_equal": 0.5,
+    "dob_nik_cross": 2.0,     # the typed date of one is the NIK date of the other
+    "nik_birth_agree": 2.0,   # the NIKs' DDMMYY+sex segments agree (+1) or not (-1)
+    "sex_agree": 3.0,
     "sex_missing": -1.0,
-    "sex_differ": -6.0,
-    "place_close": 1.5,
-    "place_missing": -0.5,
-    "place_differ": -4.0,
+    "place_agree": 2.5,
     "addr_close": 1.0,
+    "addr_close_other_kk": 2.0,
     "rtrw_equal": 0.3,
     "nkk_equal": 0.5,
     "household_name_differs": -15.0,  # same NKK, names not quite equal: twins, siblings
-    "marital_equal": 0.3,
-    "disability_equal": 0.2,
+    "household_typo": 0.0,
+    "variant_rare": 0.5,
+    "marital_agree": 0.3,
+    "disability_agree": 0.2,
     "same_regency": 0.5,
+    "no_id_fields": 0.0,
 }
 
+# The shipped prior: HAND_PRIOR updated by a labelled TRAINING population
+# (seed 11; the evaluation uses seed 7), printed by
+#   .venv/bin/python -m bench.duplicates_eval --learn-prior 11
+# A maximum a posteriori logistic fit (Gaussian penalty pulling each weight
+# towards its hand value, agreement weights kept >= 0 and disagreement weights
+# <= 0), with the intercept then lowered until the training pairs reach
+# precision 0.985. Weights the training data cannot move (features that never
+# vary there) keep their hand value; a weight at 0.0 is one the data would
+# have pushed across zero (no evidence in this population).
+PRIOR: dict[str, float] = {
+    "intercept": -15.99,
+    "addr_close": 0.0,
+    "addr_close_other_kk": 0.0,
+    "disability_agree": 3.25,
+    "dob_default": -1.19,
+    "dob_differ": -8.0,
+    "dob_equal": 6.19,
+    "dob_missing": -4.6,
+    "dob_nik_cross": 7.03,
+    "dob_part": -3.89,
+    "dob_swap": 0.0,
+    "dob_typo": 0.0,
+    "household_name_differs": -13.38,
+    "household_typo": 2.36,
+    "marital_agree": 1.31,
+    "name_close": 7.46,
+    "name_common": -5.04,
+    "name_exact": 0.41,
+    "name_weak": -6.01,
+    "nik_birth_agree": 0.23,
+    "nkk_equal": 1.16,
+    "no_id_fields": 5.84,
+    "place_agree": 2.88,
+    "rtrw_equal": 0.32,
+    "same_regency": 0.0,
+    "sex_agree": 3.0,
+    "sex_missing": -1.0,
+    "variant_rare": 5.07,
+}
+
+# Recorded in a finding's features for the reader, not scored: an unknown
+# birth place, address or household is no evidence either way.
+
+# Features of the previous version; a saved scorer state holding them is not reused.
+_RETIRED = frozenset({"place_close", "place_differ", "sex_equal", "sex_differ", "nik_birth_equal", "nik_birth_differ",
+                      "marital_equal", "disability_equal"})
+_UNSCORED = frozenset({"name_sim", "place_missing", "addr_missing", "nkk_missing", "nik_missing", "marital_missing"})
+_WEAKEST_NAME = 0.55  # below this no agreement of other fields makes two names one person
+_VOWELS = frozenset("AEIOU")
 _DEFAULT_DATES = frozenset({"01-01", "07-01", "12-31"})
 _COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
+
+
+_GLUED_LEAD = ("MUHAMAD", "ABDUL", "AHMAD", "SITI", "NUR", "SRI")  # as squeezed, longest first
+_DOUBLED = re.compile(r"(.)\1+")
+
+
+def _name_core(toks: list[str]) -> tuple[str, str, str]:
+    """(The name written together, its first word, its last word) after a leading
+    MUHAMMAD / SITI / NUR / ..., which says little and is often dropped,
+    abbreviated or written together with the next word (Sitidiana).
+
+    >>> _name_core(["SITI", "DIANA"]) == _name_core(["SITIDIANA"]) == ("DIANA", "DIANA", "DIANA")
+    True
+    >>> _name_core(["RATNA", "SARI"])
+    ('RATNASARI', 'RATNA', 'SARI')
+    """
+    words = toks[1:] if len(toks) > 1 and toks[0] in _COMMON_LEAD else toks
+    joined = _DOUBLED.sub(r"\1", "".join(words))
+    for lead in _GLUED_LEAD:
+        if joined.startswith(lead) and len(joined) >= len(lead) + 3:
+            joined = joined[len(lead):]
+            break
+    if len(words) == 1:
+        return joined, joined, joined
+    return joined, words[0], words[-1]
 
 
 def _clip01(x: float) -> float:
@@ -132,18 +216,25 @@ class PersonDuplicateDetector:
     threshold
         Probability from which a pair becomes a finding.
     min_name_similarity
-        Pairs whose names are less alike are not scored at all: every KPU
-        duplicate rule starts from the name, and no weight of agreeing birth
-        date, address and household should make two names one person. Pairs
-        whose birth dates are both known and differ (not swapped, not one
-        digit apart) are not scored either, for the same reason.
+        A pair whose names are at least this alike is scored when its birth
+        dates do not plainly differ (equal, swapped, one digit or one day
+        apart, one part wrong, missing, or one record's date is the other's
+        NIK date). A pair with weaker names (down to 0.55) is scored only if
+        the names share a word, birth date and sex agree, and two of address,
+        regency, household and birth place agree. Below 0.55 nothing is
+        scored: every KPU duplicate rule starts from the name. Within one
+        block, a member whose household (NKK) holds a clearly closer name is
+        skipped: the record is that member's, and this one is their twin or
+        sibling. The gates also keep the cost per record bounded.
     critical_threshold
         Probability from which the finding is ``critical`` (else ``warning``).
     learning_rate
         SGD step of the online scorer when learning from staff verdicts.
     prior
         Initial coefficients (``"intercept"`` and feature weights); defaults to
-        :data:`PRIOR`. A saved :meth:`scorer_state` can be passed back here.
+        :data:`PRIOR`. A saved :meth:`scorer_state` can be passed back here
+        (one saved by the earlier feature set, before ``place_agree`` and
+        friends, is ignored: its weights name features no longer computed).
     sketch_width, sketch_depth
         Size of the count-min sketch of name frequencies.
     model_version
@@ -185,6 +276,10 @@ class PersonDuplicateDetector:
         self.min_name_similarity = min_name_similarity
         self.critical_threshold = critical_threshold
         self.learning_rate = learning_rate
+        if prior is not None and _RETIRED.intersection(prior):
+            # Saved by the earlier feature set (verdicts learned on features no
+            # longer computed): its weights would score today's features wrongly.
+            prior = None
         self.prior = dict(PRIOR if prior is None else prior)
         self.sketch_width = sketch_width
         self.sketch_depth = sketch_depth
@@ -267,7 +362,7 @@ class PersonDuplicateDetector:
         ...      "birth_date": "1990-01-05", "sex": "P"}, "region": {"province": "32", "regency": "3273"}}
         >>> keys = det.blocking_keys(e)
         >>> len(keys), all(k.startswith("dp:") and len(k) == 35 for k in keys)
-        (4, True)
+        (8, True)
         >>> any("1990" in k or "SITI" in k for k in keys)
         False
         """
@@ -288,21 +383,27 @@ class PersonDuplicateDetector:
         date_key = f"{yy}{min(a, b)}{max(a, b)}"
         sex = clean_sex(v.get("sex")) or (nb[1] if nb else "?")
         toks = normalise_name(v.get("name")).split()
-        # A leading MUHAMMAD / SITI / NUR says little and is often dropped or
-        # abbreviated: the name keys start after it.
-        core = toks[1:] if len(toks) > 1 and toks[0] in _COMMON_LEAD else toks
-        raw = []
-        if toks:
-            # Written together or apart (Ratna Sari / Ratnasari) sounds the same.
-            raw.append(f"f|{date_key}|{sex}|{phonetic_token(''.join(core))[:2]}")
-            raw.append(f"l|{date_key}|{sex}|{phonetic_token(core[-1])}")
         regency = (event.get("region") or {}).get("regency") or "?"
-        raw.append(f"r|{yy}{a}{b}|{sex}|{regency}")
+        raw = [f"r|{yy}{a}{b}|{sex}|{regency}"]  # name typos anywhere, if they stayed put
         if toks:
-            # No date: catches birth-date typos; for common names this block
-            # fills up and keeps only the most recent, which is accepted.
-            ends = sorted((phonetic_token(core[0]), phonetic_token(core[-1])))
+            core, first, last = _name_core(toks)
+            code, p_first, p_last = phonetic_token(core), phonetic_token(first), phonetic_token(last)
+            # Written together or apart (Ratna Sari / Ratnasari) sounds the same;
+            # the start and the end of the sound, so that one typo leaves one intact.
+            raw.append(f"f|{date_key}|{sex}|{code[:2]}")
+            raw.append(f"s|{date_key}|{sex}|{code[-3:]}")
+            raw.append(f"l|{date_key}|{sex}|{p_last}")
+            # No full date (a corrupted day or month), only the birth year:
+            # the start of the sound (survives spacing and an added married
+            # name) and the last word (survives a changed first name).
+            raw.append(f"y|{yy}|{sex}|{code[:3]}")
+            raw.append(f"z|{yy}|{sex}|{p_last}")
+            # No date at all: birth-date typos in the year too; the name ends
+            # and where the person lives. For common names these blocks fill up
+            # and keep only the most recent, which is accepted.
+            ends = sorted((p_first, p_last))
             raw.append(f"n|{sex}|{ends[0]}|{ends[1]}")
+            raw.append(f"p|{regency}|{p_last}")
         out: list[str] = []
         for k in raw:
             h = "dp:" + keyed_hash(self.secret, k)
@@ -323,33 +424,73 @@ class PersonDuplicateDetector:
             return 0.0
         return round(_clip01(math.log10(max(self.names.count(norm_name), 1)) / 4.0), 4)
 
+    def token_count(self, token: str) -> int:
+        """Approximate number of records with this normalised name word."""
+        return self.names.count("t:" + token)
+
+    def _variant_evidence(self, ta: list[str], tb: list[str]) -> tuple[float, float]:
+        """(rarity, sibling) of the one word in which two names differ.
+
+        ``rarity`` is how much less often the rarer spelling has been seen than
+        the other, log10 of the ratio over 2 (0 when both are established
+        names, ~1 when one spelling is a hundred times rarer): a misspelling is
+        rare next to the name it misspells; twins and siblings carry real
+        names (Putra / Putri, Hasan / Husein). ``sibling`` is 1 when the two
+        words differ only in a final vowel (Putra / Putri, Rizki / Rizka), the
+        usual way Indonesian parents name twins and siblings alike.
+        """
+        da, db = [t for t in ta if t not in tb], [t for t in tb if t not in ta]
+        if len(da) != 1 or len(db) != 1:
+            return 0.0, 0.0
+        wa, wb = da[0], db[0]
+        ca, cb = max(self.token_count(wa), 1), max(self.token_count(wb), 1)
+        rarity = round(_clip01(math.log10(max(ca, cb) / min(ca, cb)) / 2.0), 4)
+        sibling = float(len(wa) == len(wb) > 2 and wa[:-1] == wb[:-1] and wa[-1] in _VOWELS and wb[-1] in _VOWELS)
+        return rarity, sibling
+
     def features(self, a: list, b: list, sim: float | None = None) -> dict[str, float]:
-        """Features of a pair of compact records: similarities and flags, no values."""
+        """Features of a pair of compact records: similarities and flags, no values.
+
+        Unknown fields are no evidence either way (``*_missing`` flags are
+        recorded for the alert, not scored), except birth date and sex: they
+        must agree, and a missing one counts against a match.
+        """
         x: dict[str, float] = {}
+        ta, tb = a[3].split(), b[3].split()
         if sim is None:
-            sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
+            sim = name_similarity(ta, tb) if a[3] and b[3] else 0.0
         x["name_sim"] = sim
         x["name_close"] = round(_clip01((sim - 0.8) / 0.2), 4)
+        x["name_weak"] = round(_clip01((0.8 - sim) / 0.25), 4)  # below the usual gate: needs support
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
         x["name_common"] = max(self.name_commonness(a[3]), self.name_commonness(b[3]))
-        rel = date_relation(a[4], b[4])
-        for r in ("equal", "swap", "typo", "missing", "differ"):
+        rel = _date_rel(a[4], b[4])
+        for r in ("equal", "swap", "typo", "part", "missing", "differ"):
             x[f"dob_{r}"] = float(rel == r)
         x["dob_default"] = float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
+        # A typed birth date that disagrees with the other record's but equals
+        # the date in the other NIK: a slip in the form, not another person.
+        x["dob_nik_cross"] = float(rel not in ("equal", "missing") and _nik_cross(a, b))
+        # Fields that are either known on both sides or not: +1 agree, -1
+        # differ, 0 unknown, so that an unknown field sits halfway between
+        # agreement and disagreement whatever the intercept learned on data
+        # where it is always known.
         both_nik = a[6] is not None and b[6] is not None
-        x["nik_birth_equal"] = float(both_nik and a[6] == b[6] and a[7] == b[7])
-        x["nik_birth_differ"] = float(both_nik and not x["nik_birth_equal"])
+        x["nik_birth_agree"] = 0.0 if not both_nik else (
+            1.0 if a[6] == b[6] and a[7] == b[7] else -1.0)
+        x["nik_missing"] = float(not both_nik)
         if a[5] and b[5]:
-            x["sex_equal"], x["sex_missing"], x["sex_differ"] = float(a[5] == b[5]), 0.0, float(a[5] != b[5])
+            x["sex_agree"], x["sex_missing"] = (1.0 if a[5] == b[5] else -1.0), 0.0
         else:
-            x["sex_equal"], x["sex_missing"], x["sex_differ"] = 0.0, 1.0, 0.0
+            # Sex is evidence that must agree: unknown on a side costs on its own (sex_missing).
+            x["sex_agree"], x["sex_missing"] = 0.0, 1.0
         if a[8] and b[8]:
-            place = fuzz.ratio(a[8], b[8]) / 100
             # Place names are short: Jakarta / Yogyakarta are 0.82 alike and different.
-            x["place_close"] = round(_clip01((place - 0.8) / 0.2), 4)
-            x["place_missing"], x["place_differ"] = 0.0, float(place < 0.85)
+            place = fuzz.ratio(a[8], b[8]) / 100
+            x["place_agree"] = round(max(-1.0, min(1.0, (place - 0.9) / 0.05)), 4)
+            x["place_missing"] = 0.0
         else:
-            x["place_close"], x["place_missing"], x["place_differ"] = 0.0, 1.0, 0.0
+            x["place_agree"], x["place_missing"] = 0.0, 1.0
         if a[9] and b[9]:
             x["addr_close"] = round(_clip01((fuzz.token_set_ratio(a[9], b[9]) / 100 - 0.5) / 0.5), 4)
             x["addr_missing"] = 0.0
@@ -360,27 +501,39 @@ class PersonDuplicateDetector:
             x["nkk_equal"], x["nkk_missing"] = float(a[11] == b[11]), 0.0
         else:
             x["nkk_equal"], x["nkk_missing"] = 0.0, 1.0
+        # One address says more when no shared household explains it (family
+        # members share both); a different NKK or address is no evidence
+        # against (people move), so these only count for a match.
+        x["addr_close_other_kk"] = round(x["addr_close"] * (1.0 - x["nkk_equal"]), 4)
+        # A source without NIK, sex and birth place (another list, FEBRL) is its own regime.
+        x["no_id_fields"] = float(bool(x["nik_missing"] and x["sex_missing"] and x["place_missing"]))
         # Twins and siblings share the NKK and differ a little in name; a
-        # re-entered person in the same household differs by a typo at most.
-        # Twins are far more common than a household member re-entered under
-        # a new NIK with a misspelt name, so inside one NKK the names must be
-        # equal after normalisation (a married-name suffix costs a little).
-        ta, tb = set(a[3].split()), set(b[3].split())
-        subset = bool(ta and tb) and (ta < tb or tb < ta)  # a married name adds words
-        x["household_name_differs"] = 0.0 if subset else round(x["nkk_equal"] * _clip01((0.97 - sim) / 0.07), 4)
-        x["marital_equal"] = float(bool(a[12]) and a[12] == b[12])
-        x["disability_equal"] = float(a[13] == b[13])
+        # re-entered person in the same household differs by a misspelling.
+        # What tells them apart is whether the differing word is a real name
+        # (seen about as often as the other) or a rare variant of it.
+        sa, sb = set(ta), set(tb)
+        subset = bool(sa and sb) and (sa < sb or sb < sa)  # a married name adds words
+        differs = 0.0 if subset else x["nkk_equal"] * _clip01((0.97 - sim) / 0.07)
+        rarity, sibling = self._variant_evidence(ta, tb)
+        typo_like = rarity * (1.0 - sibling)
+        x["variant_rare"] = round(typo_like, 4)
+        x["household_name_differs"] = round(differs * (1.0 - typo_like), 4)
+        x["household_typo"] = round(differs * typo_like, 4)
+        # +1 agree, -1 differ, 0 unknown on either side: unknown sits halfway.
+        x["marital_missing"] = float(not (a[12] and b[12]))
+        x["marital_agree"] = 0.0 if not (a[12] and b[12]) else (1.0 if a[12] == b[12] else -1.0)
+        x["disability_agree"] = 0.0 if not (a[13] or b[13]) else (1.0 if a[13] == b[13] else -1.0)
         x["same_regency"] = float(bool(a[14]) and a[14] == b[14])
         return x
 
     def score(self, features: dict[str, float]) -> float:
         """Probability that a pair with these features is one person."""
-        x = {k: v for k, v in features.items() if k != "name_sim"}
+        x = {k: v for k, v in features.items() if k not in _UNSCORED}
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
     def learn_feedback(self, features: dict[str, float], is_duplicate: bool) -> None:
         """Learn from a staff verdict on a pair (the ``features`` of its finding's evidence)."""
-        x = {k: float(v) for k, v in features.items() if k != "name_sim"}
+        x = {k: float(v) for k, v in features.items() if k not in _UNSCORED}
         self.model.learn_one(x, bool(is_duplicate))
 
     def scorer_state(self) -> dict[str, float]:
@@ -413,6 +566,8 @@ class PersonDuplicateDetector:
             block = [c for c in block if c[1] != rec[1]]
         if keys and keys[0] == block_key:
             self.names.add(rec[3])  # count each record once, on its first block
+            for tok in set(rec[3].split()):
+                self.names.add("t:" + tok)
         findings = self._compare(rec, block, event)
         self._store(block_key, (block + [rec])[-self.max_candidates:])
         return findings
@@ -465,17 +620,45 @@ class PersonDuplicateDetector:
     def _compare(self, rec: list, candidates: list, event: dict) -> list[Finding]:
         out = []
         toks = rec[3].split()
+        strong = self.min_name_similarity
+        # Cheap gates first: most block members have another name or birth
+        # date, and the features cost ten times more than the name.
+        near = []
+        best_in_household: dict[str, float] = {}
+        # Common names fill blocks with one spelling, and one record visits up
+        # to eight blocks: each distinct name is compared once per record.
+        memo = self.__dict__.get("_sim_memo")
+        if memo is None or memo[0] != rec[3]:
+            memo = (rec[3], {})
+            self.__dict__["_sim_memo"] = memo
+        sims = memo[1]
         for c in candidates:
             if c[1] == rec[1] or c[0] == rec[0]:
                 continue  # same NIK is duplicate_nik's business; never match oneself
-            # The name gate first: most block members have another name, and
-            # the other features cost ten times more.
-            if date_relation(rec[4], c[4]) == "differ":
-                continue  # two known birth dates, neither equal, swapped nor one digit apart
-            sim = name_similarity(toks, c[3].split()) if toks and c[3] else 0.0
-            if sim < self.min_name_similarity:
+            sim = sims.get(c[3])
+            if sim is None:
+                sim = sims[c[3]] = name_similarity(toks, c[3].split()) if toks and c[3] else 0.0
+                if len(sims) > 4096:
+                    sims.clear()
+            if sim >= _WEAKEST_NAME:
+                near.append((c, sim))
+                if c[11] and sim > best_in_household.get(c[11], 0.0):
+                    best_in_household[c[11]] = sim
+        for c, sim in near:
+            if c[11] and best_in_household[c[11]] >= max(sim + 0.03, strong):
+                # One household holds a closer name: the record is that
+                # member's, and this one is a twin or sibling of theirs.
                 continue
+            rel = _date_rel(rec[4], c[4])
+            if rel == "differ" and not _nik_cross(rec, c):
+                continue  # two birth dates far apart, unless one NIK says the other's date
+            if sim < strong and (rel not in ("equal", "swap") or rec[5] != c[5]
+                                 or not any(len(t) > 2 and t in c[3].split() for t in toks)):
+                continue  # a weaker name needs one of its words, the birth date and sex to agree ...
             x = self.features(rec, c, sim)
+            if sim < strong and (x["addr_close"] >= 0.8) + x["same_regency"] + x["nkk_equal"] + \
+                    (x["place_agree"] >= 0.5) < 2:
+                continue  # ... and at least two of address, regency, household, birth place
             p = self.score(x)
             if p >= self.threshold:
                 out.append(self._finding(rec, c, x, p, event))
@@ -508,6 +691,40 @@ class PersonDuplicateDetector:
         )
 
 
+def _date_rel(a: str | None, b: str | None) -> str:
+    """:func:`~models.duplicate_nik.date_relation` (``equal``, ``swap``, one
+    digit off = ``typo``, ``missing``, ``differ``), with a day one off also
+    counted as ``typo`` (19 / 20) and one other wrong part (year, month or
+    day) as ``part``. Runs for most block members: written for speed.
+
+    >>> [_date_rel("1990-03-19", x) for x in ["1990-03-20", "1990-11-19", "1991-03-19", "1985-11-20"]]
+    ['typo', 'part', 'typo', 'differ']
+    >>> [_date_rel("1990-03-04", x) for x in ["1990-03-04", "1990-04-03", None]]
+    ['equal', 'swap', 'missing']
+    """
+    if not a or not b:
+        return "missing"
+    if a == b:
+        return "equal"
+    cy, cm, cd = a[:4] != b[:4], a[5:7] != b[5:7], a[8:10] != b[8:10]
+    if cy + cm + cd >= 2:
+        return "swap" if not cy and a[5:7] == b[8:10] and a[8:10] == b[5:7] else "differ"
+    if len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1:
+        return "typo"
+    if cd and a[8:10].isdigit() and b[8:10].isdigit() and abs(int(a[8:10]) - int(b[8:10])) == 1:
+        return "typo"
+    return "part"
+
+
+def _ymd(d: str) -> str:
+    return d[2:4] + d[5:7] + d[8:10]
+
+
+def _nik_cross(a: list, b: list) -> bool:
+    """One record's typed birth date is the birth date in the other's NIK."""
+    return bool((a[4] and b[6] and _ymd(a[4]) == b[6]) or (b[4] and a[6] and _ymd(b[4]) == a[6]))
+
+
 def _fingerprint(event: dict) -> tuple | None:
     """Everything :meth:`PersonDuplicateDetector.compact` and ``blocking_keys`` read from an
     event (with types: 1 == 1.0 == True, but their f-strings differ), or None if unhashable."""
@@ -534,10 +751,10 @@ def _field_agreement(x: dict) -> tuple[list[str], list[str]]:
 
     put("name", x["name_sim"] >= 0.85, False)
     put("birth_date", x["dob_equal"] == 1.0, x["dob_missing"] == 1.0)
-    put("sex", x["sex_equal"] == 1.0, x["sex_missing"] == 1.0)
-    put("birth_place", x["place_close"] >= 0.75, x["place_missing"] == 1.0)
+    put("sex", x["sex_agree"] == 1.0, x["sex_missing"] == 1.0)
+    put("birth_place", x["place_agree"] >= 0.5, x["place_missing"] == 1.0)
     put("address", x["addr_close"] >= 0.75, x["addr_missing"] == 1.0)
     put("nkk", x["nkk_equal"] == 1.0, x["nkk_missing"] == 1.0)
-    put("marital_status", x["marital_equal"] == 1.0, False)
-    put("disability", x["disability_equal"] == 1.0, False)
+    put("marital_status", x["marital_agree"] == 1.0, x.get("marital_missing", 0.0) == 1.0)
+    put("disability", x["disability_agree"] == 1.0, x["disability_agree"] == 0.0)
     return agreed, differed
