@@ -23,6 +23,8 @@ _UNSET = object()
 _TX_ZERO = 2.0 * math.sqrt(0.375)
 # sqrt(pi / 2): turns a mean absolute deviation into a Gaussian standard deviation.
 _MAD_TO_SD = 1.2533141373155003
+# Pseudo-visits of the hour-of-day share of empty buckets in the hour-of-week one.
+_WEEK_PRIOR = 2.0
 
 
 def _epoch(ts: Any) -> float | None:
@@ -91,7 +93,9 @@ class VolumeModel(AnomalyDetector):
 
     A silence of a count series is judged as a whole: each empty bucket adds
     -log P(empty) to the run, P from the hour's empirical share of empty buckets
-    shrunk towards Poisson's exp(-expected), and the run's Gaussian-equivalent z,
+    shrunk towards Poisson's exp(-expected), refined by the same share for the
+    hour of the week as its visits add up (a nearly idle Sunday is learned as
+    such), and the run's Gaussian-equivalent z,
     sqrt(2 * sum), competes with the point's own z. So four silent office hours of a
     series with two events a bucket alarm, while empty nights never do. A silence
     is adopted like a level shift once it has been anomalous (run z beyond
@@ -104,8 +108,8 @@ class VolumeModel(AnomalyDetector):
     pace is not a spike).
 
     Memory is fixed: 24 + 168 seasonal slots, 24 + 24 + 24 scale and empty-share
-    slots, at most ``interval_window`` recent gaps and ``shift_patience`` run values,
-    whatever the length of the series.
+    slots, 168 + 168 hour-of-week empty-share slots, at most ``interval_window``
+    recent gaps and ``shift_patience`` run values, whatever the length of the series.
 
     Parameters
     ----------
@@ -195,11 +199,11 @@ class VolumeModel(AnomalyDetector):
         "n_seen", "n_ignored", "n_shifts", "n_restarts", "first_t", "last_t", "gaps", "interval",
         "level_s", "level_p", "daily", "daily_n", "weekly", "weekly_n", "mad_s",
         "mad_p", "slow_s", "slow_p", "slot_mad", "slot_mad_n", "err_s", "err_p", "is_count", "ewz", "prev_v",
-        "zero_p", "zero_n", "zero_mass", "zero_run",
+        "zero_p", "zero_n", "zero_wp", "zero_wn", "zero_mass", "zero_run",
         "run_sign", "run_vals", "run_des", "pre_silence", "silence_from",
     )
     # State added after version 1, and its value when an older state lacks it.
-    _ADDED = {"pre_silence": None, "silence_from": None}
+    _ADDED = {"pre_silence": None, "silence_from": None, "zero_wp": [0.0] * 168, "zero_wn": [0.0] * 168}
 
     def __init__(
         self,
@@ -261,6 +265,8 @@ class VolumeModel(AnomalyDetector):
         self.ewz = 0.0  # exponentially weighted recent z: evidence that piles up
         self.zero_p = [0.0] * 24  # share of empty buckets per hour slot (counts only)
         self.zero_n = [0.0] * 24
+        self.zero_wp = [0.0] * 168  # the same per hour of the week, which refines it
+        self.zero_wn = [0.0] * 168
         self.zero_mass = 0.0  # -log probability of the current run of empty buckets
         self.zero_run = 0  # anomalous empty buckets in a row
         self.slot_mad = [0.0] * 24
@@ -518,7 +524,7 @@ class VolumeModel(AnomalyDetector):
         """
         if t is None or self.level_p is None or self.pre_silence is not None:
             return 0.0, 0.0  # (within an adopted silence, one more empty bucket is the norm)
-        d0, d1, f, _, _ = self._slots(t)
+        d0, d1, f, w0, w1 = self._slots(t)
         n = (1.0 - f) * self.zero_n[d0] + f * self.zero_n[d1]
         emp = (1.0 - f) * self.zero_p[d0] + f * self.zero_p[d1]
         if expected is None:
@@ -528,6 +534,13 @@ class VolumeModel(AnomalyDetector):
         # A few pseudo-observations of Poisson's answer: a handful of busy buckets
         # without a zero is no proof that a zero is impossible.
         p0 = (n * emp + 4.0 * pois) / (n + 4.0)
+        # The hour of the week refines the hour of the day as its visits add up
+        # (a Sunday's empty office hours are no silence), as the seasonal forecast does.
+        visits = ((1.0 - f) * self.zero_wn[w0] + f * self.zero_wn[w1]) / (
+            1.0 if not self.interval else max(1.0, _HOUR / self.interval))
+        if visits > 0.0:
+            emp_w = (1.0 - f) * self.zero_wp[w0] + f * self.zero_wp[w1]
+            p0 = (visits * emp_w + _WEEK_PRIOR * p0) / (visits + _WEEK_PRIOR)
         nll = -math.log(1e-12 if 1e-12 > p0 else p0)  # max(p0, 1e-12)
         return math.sqrt(2.0 * (self.zero_mass + nll)), nll
 
@@ -554,14 +567,18 @@ class VolumeModel(AnomalyDetector):
             # An anomalous silence does not teach what silence is normal, nor does
             # an adopted one (its empty buckets are not the hours' usual share).
             return
-        d0, d1, f, _, _ = self._slots(t)
+        d0, d1, f, w0, w1 = self._slots(t)
         g = self._per_visit(self.season_alpha)
         zero_n, zero_p, seen = self.zero_n, self.zero_p, float(is_zero)
-        for w, d in ((1.0 - f, d0), (f, d1)):
+        zero_wn, zero_wp = self.zero_wn, self.zero_wp
+        for w, d, k in ((1.0 - f, d0, w0), (f, d1, w1)):
             if w > 0.0:
                 n = zero_n[d] = zero_n[d] + w
                 r = 1.0 / n
                 zero_p[d] += w * (r if r > g else g) * (seen - zero_p[d])  # max(g, r)
+                n = zero_wn[k] = zero_wn[k] + w
+                r = 1.0 / n
+                zero_wp[k] += w * (r if r > g else g) * (seen - zero_wp[k])
 
     @property
     def _ewz_sd(self) -> float:

@@ -428,7 +428,26 @@ def test_state_of_version_1_still_loads():
     m = trained(seasonal_counts(600))
     old = m.state_dict()
     old["version"] = "1"
-    for name in ("pre_silence", "silence_from"):
+    for name in ("pre_silence", "silence_from", "zero_wp", "zero_wn"):
         del old["state"][name]
     restored = VolumeModel().load_state_dict(old)
     assert restored.pre_silence is None and restored.n_seen == m.n_seen
+
+
+
+def test_a_quiet_day_of_the_week_is_learned_as_quiet():
+    # An office busy on weekdays and nearly idle on Sundays (a tenth of the pace):
+    # after four Sundays its mostly empty office hours are the norm, though
+    # those hours are busy on every other day.
+    rng = random.Random(8)
+    values = []
+    for i in range(42 * 288):
+        t = at(i)  # T0 is a Monday
+        lam = (0.3 if t.weekday() == 6 else 3.0) if 8 <= t.hour < 16 else 0.05
+        k, acc = 0, rng.expovariate(1.0)
+        while acc < lam:
+            k, acc = k + 1, acc + rng.expovariate(1.0)
+        values.append(float(k))
+    _, scores, _ = run(values)
+    for sunday in (34, 41):  # the fifth and sixth (without the hour of the week's share: 0.64, 0.59)
+        assert max(scores[sunday * 288:(sunday + 1) * 288]) < 0.55
