@@ -47,14 +47,13 @@ import hashlib
 import math
 import re
 from collections.abc import MutableMapping
-from typing import Any
 
 import numpy as np
 from rapidfuzz import fuzz
 from river import linear_model, optim
 
 from models.base import Finding
-from models.duplicate_nik import clean_date, clean_sex, date_relation, nik_birth
+from models.duplicate_nik import clean_date, clean_sex, nik_birth
 from models.names import name_similarity, normalise_name, normalise_text, phonetic_token
 from models.privacy import keyed_hash, mask_nik
 
@@ -245,7 +244,7 @@ class PersonDuplicateDetector:
     Staff verdicts move the scorer:
 
     >>> det = PersonDuplicateDetector({}, b"k")
-    >>> x = {"name_close": 1.0, "dob_equal": 1.0, "sex_equal": 1.0}
+    >>> x = {"name_close": 1.0, "dob_equal": 1.0, "sex_agree": 1.0}
     >>> before = det.score(x)
     >>> for _ in range(20):
     ...     det.learn_feedback(x, is_duplicate=False)
