@@ -356,7 +356,8 @@ def test_score_learn_one_equals_the_four_calls(seed):
 
 
 def silence_then_back(days_before: int = 7, silent_days: int = 2, back: int = 48, factor: float = 1.0):
-    """5-minute counts with a daily rhythm, ``silent_days`` of nothing, then ``back`` buckets at ``factor`` x the rhythm."""
+    """5-minute counts with a daily rhythm, ``silent_days`` of nothing, then ``back``
+    buckets at ``factor`` x the rhythm; also the indexes where the silence starts and ends."""
     n, gap = days_before * 288, silent_days * 288
     values = seasonal_counts(n + gap + back, seed=5)
     return values[:n] + [0.0] * gap + [round(v * factor) for v in values[n + gap:]], n, n + gap
