@@ -464,7 +464,7 @@ def synthetic(seed: int, households: int) -> None:
 
 
 # A deliberately uninformed starting point, to show what verdicts alone teach.
-NAIVE_PRIOR = {"intercept": -4.0, "name_close": 3.0, "dob_equal": 2.0, "sex_equal": 1.0}
+NAIVE_PRIOR = {"intercept": -4.0, "name_close": 3.0, "dob_equal": 2.0, "sex_agree": 1.0}
 
 
 def febrl_events(df, prefix: str) -> list[dict]:
