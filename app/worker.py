@@ -27,12 +27,12 @@ from typing import Any
 import faust
 import orjson
 from aiohttp import web
-from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from app import rocksdb_store
 from app.alerter import Alerter
 from app.detectors import make_volume_monitor
+from app.kafka_io import key_partition, linger_per_broker
 from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
@@ -48,6 +48,14 @@ LIVE_WITHIN = 86400.0
 VOLUME_FLUSH_EVENTS = 200
 #: Key of the wall-clock tick sent to volume partitions (never a stream|province key).
 TICK = "__tick__"
+#: Routed events wait in memory, packed per (route kind, partition), until this many
+#: seconds have passed or this many input events were handled, and always until the
+#: consumer is about to commit offsets (see ``Worker._flush_before_commit``).
+ROUTE_FLUSH_SECONDS = 0.05
+ROUTE_FLUSH_EVENTS = 200
+#: How long the producer waits to fill a request (Faust's ``producer_linger``; it adds at
+#: most this much to each hop of an event's path to its alert).
+PRODUCER_LINGER_SECONDS = 0.02
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -73,6 +81,7 @@ def faust_app(settings: Settings) -> faust.App:
     """The Faust app for ``settings``: shared by the worker and the no-op benchmark baseline."""
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    linger_per_broker()
     store = s.store
     if store == "rocksdb://":  # the same RocksDB, under one memory budget for all tables (app/rocksdb_store.py)
         rocksdb_store.configure(s.rocksdb_memtable_mb << 20, s.rocksdb_block_cache_mb << 20)
@@ -94,6 +103,10 @@ def faust_app(settings: Settings) -> faust.App:
         recovery_consistency_check=False,
         web_enabled=False,  # our own server: Faust's /table views would expose table contents
         producer_max_request_size=4 * s.max_event_bytes + 65536,
+        # Batch for up to 20 ms, per broker (linger_per_broker): each input
+        # event writes to several changelog and route partitions, and produce
+        # requests, not messages, were the largest cost (docs/performance.md).
+        producer_linger=PRODUCER_LINGER_SECONDS,
         autodiscover=False,
     )
 
@@ -129,6 +142,14 @@ class Worker:
         self._volume_monitors: dict[int, Any] = {}
         self._volume_snapshot_at: dict[int, float] = {}
         self._web_runner: web.AppRunner | None = None
+        # Routed events not yet sent: (kind, partition) -> chunks of [first key, JSON items, bytes].
+        self._routes: dict[tuple[str, int], list[list[Any]]] = {}
+        self._routes_events = 0
+        self._routes_flushed_at = time.monotonic()
+        self._routes_lock = asyncio.Lock()
+        # A message must stay well under the producer's request size (faust_app).
+        self._route_message_bytes = 2 * self.settings.max_event_bytes
+        self._flush_before_commit()
 
     # -- construction ---------------------------------------------------
     def _make_app(self) -> faust.App:
@@ -180,6 +201,7 @@ class Worker:
         for kind in ROUTE_KINDS:
             app.agent(topics[kind], name=f"pantau.route.{kind}")(self._make_route_agent(kind))
         app.timer(interval=5.0)(self._housekeeping)
+        app.timer(interval=ROUTE_FLUSH_SECONDS)(self._route_timer)
         app.timer(interval=1.0)(self._probe_broker)
         app.task(self._start_web)
 
@@ -193,7 +215,8 @@ class Worker:
             async for event in events.events():
                 routes: list[Route] = []
                 await self._handle_input(stream, event.message, routes)
-                await self._send_routes(routes)
+                self._buffer_routes(routes)
+                await self._maybe_flush_routes()
                 await self._maybe_flush_volume()
         agent.__name__ = f"{stream}_agent"
         return agent
@@ -292,7 +315,7 @@ class Worker:
     def _partition_of(self, key: str) -> int:
         # The Java client's (and aiokafka's) default partitioner, so a packed
         # batch lands where each of its keys would have landed on its own.
-        return (murmur2(key.encode()) & 0x7FFFFFFF) % self.settings.partitions
+        return key_partition(key, self.settings.partitions)
 
     async def _send_routes(self, routes: list[Route]) -> None:
         """Routed events packed per (kind, partition): one message each instead of one per event."""
@@ -301,6 +324,72 @@ class Worker:
             packed[(route.kind, self._partition_of(route.key))].append([route.key, route.event])
         for (kind, partition), items in packed.items():
             await self.topics[kind].send(key=items[0][0].encode(), value=orjson.dumps(items), partition=partition)
+
+    # -- routed events: packed across input events ---------------------------
+    def _buffer_routes(self, routes: list[Route]) -> None:
+        """Keep ``routes`` for the next flush, packed per (kind, partition) in the same wire
+        format as :meth:`_send_routes` (a JSON list of ``[key, event]``)."""
+        self._routes_events += 1
+        limit = self._route_message_bytes
+        for route in routes:
+            item = orjson.dumps([route.key, route.event])
+            chunks = self._routes.setdefault((route.kind, self._partition_of(route.key)), [])
+            if not chunks or chunks[-1][2] + len(item) > limit:
+                chunks.append([route.key, [item], len(item)])
+            else:
+                chunk = chunks[-1]
+                chunk[1].append(item)
+                chunk[2] += len(item) + 1
+
+    async def _maybe_flush_routes(self) -> None:
+        if self._routes and (self._routes_events >= ROUTE_FLUSH_EVENTS
+                             or time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS):
+            await self._flush_routes()
+
+    async def _flush_routes(self) -> None:
+        """Send every buffered routed event, in the order buffered.
+
+        One flush at a time: the commit hook and the agents both flush, and a
+        route sent by one must not overtake an earlier one still being sent by
+        the other (an update's removal and its new copy go to the same block).
+        """
+        async with self._routes_lock:
+            pending, self._routes = self._routes, {}
+            self._routes_events, self._routes_flushed_at = 0, time.monotonic()
+            queue = [(dest, chunk) for dest, chunks in pending.items() for chunk in chunks]
+            for i, ((kind, partition), (key, items, _size)) in enumerate(queue):
+                try:
+                    await self.topics[kind].send(key=key.encode(), value=b"[" + b",".join(items) + b"]",
+                                                 partition=partition)
+                except BaseException:
+                    # Not sent: back in front of what was buffered since, for the next flush.
+                    unsent: dict[tuple[str, int], list[list[Any]]] = {}
+                    for dest, chunk in queue[i:]:
+                        unsent.setdefault(dest, []).append(chunk)
+                    for dest, chunks in self._routes.items():
+                        unsent.setdefault(dest, []).extend(chunks)
+                    self._routes = unsent
+                    raise
+
+    def _flush_before_commit(self) -> None:
+        """Send buffered routed events before the consumer commits any offset.
+
+        Faust flushes its producer right before it commits input offsets
+        (``Consumer._commit_offsets``, on its commit timer, every
+        ``broker_commit_every`` events and on a rebalance). The routes of every
+        event acked by then are in the buffer, so sending them first keeps
+        at-least-once: an input offset is committed only after its routed
+        events were delivered. A crash before the commit replays the events,
+        which routes them again.
+        """
+        producer = self.app.producer
+        flush_producer = producer.flush
+
+        async def flush() -> None:
+            await self._flush_routes()
+            await flush_producer()
+
+        producer.flush = flush  # type: ignore[method-assign]
 
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:
@@ -437,6 +526,14 @@ class Worker:
             self.metrics.rocksdb_memory.labels("block_cache").set(block_cache)
         except Exception:  # noqa: BLE001 - a timer that raises would stop the whole app
             log.exception("housekeeping failed")
+
+    async def _route_timer(self) -> None:
+        """Routed events still waiting after a pause in the input go out on this timer."""
+        try:
+            if self._routes and time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS:
+                await self._flush_routes()
+        except Exception:  # noqa: BLE001 - see _housekeeping; the commit hook retries the flush
+            log.exception("sending routed events failed")
 
     async def _tick_volume(self) -> None:
         """Ask each volume partition held here to close buckets the wall clock has passed.

@@ -288,7 +288,9 @@ def _module(path: str) -> str:
 ACTIVITIES = (
     ("input agent (_handle_input, all of it)", "Worker._handle_input"),
     ("  detectors, stage 1 (Pipeline._run)", "Pipeline._run"),
-    ("  sending routed events (_send_route)", "Worker._send_route"),
+    ("sending volume counts (_send_routes)", "Worker._send_routes"),
+    ("buffering routed events (_buffer_routes)", "Worker._buffer_routes"),
+    ("sending buffered routed events (_flush_routes)", "Worker._flush_routes"),
     ("  volume_observe", "Pipeline.volume_observe"),
     ("  validation (Validator.decode)", "Validator.decode"),
     ("second-stage route agents (Pipeline.on_route)", "Pipeline.on_route"),
@@ -296,6 +298,7 @@ ACTIVITIES = (
     ("table writes (Table.on_key_set, changelog)", "Table.on_key_set"),
     ("RocksDB store (faust/stores/rocksdb)", "faust/stores/rocksdb.py"),
     ("aiokafka producer (send, batching, partitioner)", "aiokafka/producer"),
+    ("  produce requests (aiokafka Sender._send_produce_req)", "Sender._send_produce_req"),
     ("asyncio socket transport (selector_events)", "asyncio/selector_events.py"),
     ("Faust consumer / stream machinery", "faust/transport/consumer.py"),
     ("/metrics scrapes (the bench polls)", "Worker._metrics_view"),

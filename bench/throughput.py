@@ -249,12 +249,17 @@ def main() -> None:
     with EmbeddedBroker(log_path=base / "broker.log") as broker:
         settings, produced = prepare(broker.url, base, events)
         print("produced", produced)
-        noop, pantau = [], []
+        noop, pantau, ratio, cpu = [], [], [], []
         for _ in range(args.repeats):
             noop.append(run_noop(settings, len(events), base)["rate"])
-            pantau.append(run_pantau(settings, len(events), base, cap=args.cap)["rate"])
-            print(f"noop {noop[-1]:.0f} ev/s  pantau {pantau[-1]:.0f} ev/s  ratio {pantau[-1] / noop[-1]:.3f}")
-        print(f"median: noop {median(noop):.0f}, pantau {median(pantau):.0f}")
+            run = run_pantau(settings, len(events), base, cap=args.cap)
+            pantau.append(run["rate"])
+            ratio.append(pantau[-1] / noop[-1])
+            cpu.append(run["cpu_ms_per_event"])
+            print(f"noop {noop[-1]:.0f} ev/s  pantau {pantau[-1]:.0f} ev/s  ratio {ratio[-1]:.3f}  "
+                  f"pantau CPU {cpu[-1] or float('nan'):.2f} ms/event")
+        print(f"median: noop {median(noop):.0f}, pantau {median(pantau):.0f}, ratio {median(ratio):.3f}, "
+              f"pantau CPU {median(cpu) or float('nan'):.2f} ms/event")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""Partitioning and producer batching helpers of app.kafka_io."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+from aiokafka.structs import TopicPartition
+
+from app.kafka_io import key_partition, linger_per_broker, murmur2
+
+
+def test_murmur2_matches_aiokafka():
+    rnd = random.Random(7)
+    for length in range(0, 90):
+        for _ in range(15):
+            data = bytes(rnd.randrange(256) for _ in range(length))
+            assert murmur2(data) == aiokafka_murmur2(data)
+    # Routed keys are text; the partition must be the one Kafka's default partitioner picks.
+    for key in ("3273|siti|1990-01-05|P", "household|ab12", "3201", "ñame|ü"):
+        assert key_partition(key, 4) == (aiokafka_murmur2(key.encode()) & 0x7FFFFFFF) % 4
+
+
+class _OneBroker:
+    def leader_for_partition(self, tp):
+        return 0
+
+
+def test_linger_per_broker_sends_every_waiting_partition_once_one_is_due():
+    from aiokafka.producer.message_accumulator import MessageAccumulator
+
+    assert linger_per_broker()
+
+    async def scenario():
+        acc = MessageAccumulator(_OneBroker(), 16384, 0, 30, linger_ms=50)
+        first, second = TopicPartition("a", 0), TopicPartition("b", 3)
+        await acc.add_message(first, b"k", b"v", timeout=1)
+        await asyncio.sleep(0.06)  # the first batch is due
+        await acc.add_message(second, b"k", b"v", timeout=1)  # this one has just started lingering
+        nodes, _ = acc.drain_by_nodes(ignore_nodes=set())
+        return set(nodes.get(0, {}))
+
+    assert asyncio.run(scenario()) == {TopicPartition("a", 0), TopicPartition("b", 3)}
+
+
+def test_linger_still_waits_when_nothing_is_due():
+    from aiokafka.producer.message_accumulator import MessageAccumulator
+
+    linger_per_broker()
+
+    async def scenario():
+        acc = MessageAccumulator(_OneBroker(), 16384, 0, 30, linger_ms=200)
+        await acc.add_message(TopicPartition("a", 0), b"k", b"v", timeout=1)
+        return acc.drain_by_nodes(ignore_nodes=set())[0]
+
+    assert not asyncio.run(scenario())
