@@ -83,9 +83,10 @@ async def acked_after_body(events: faust.StreamT) -> AsyncIterator[faust.EventT]
     Faust acks an event in a ``finally`` around its ``yield``, so an agent
     cancelled in the middle of an event (a worker stopping or leaving the
     group) marks that event done and the next commit skips it (the likely
-    cause of the join/leave fault test's rare misses, 6 of 900 tallies). With manual acks a
-    half-processed event stays uncommitted and its partition's next owner
-    processes it again (at-least-once; alert ids are deterministic).
+    cause of the join/leave fault test's rare misses, 6 of 900 tallies).
+    With manual acks a half-processed event stays uncommitted and its
+    partition's next owner processes it again (at-least-once; alert ids are
+    deterministic).
     """
     async for event in events.noack().events():
         yield event

@@ -229,9 +229,10 @@ class DigitForensics:
                 return rng.multinomial(valid[None, :], pooled, size=(k, len(valid))).reshape(k, -1)
 
             obs_counts = votes.reshape(-1)
-            pilot = {which: _digit_hist(redraw(self.batch), which).sum(axis=0) for which in ("last", "second")}
+            obs_hist = {which: _digit_hist(obs_counts, which) for which in ("last", "second")}
+            pilot = {which: _digit_hist(redraw(self.batch), which).sum(axis=0) for which in obs_hist}
             expected = {which: h / h.sum() for which, h in pilot.items()}
-            obs_stat = {which: float(_chi2(_digit_hist(obs_counts, which), expected[which])) for which in expected}
+            obs_stat = {which: float(_chi2(obs_hist[which], expected[which])) for which in expected}
 
             def digit_stats(k: int) -> dict[str, np.ndarray]:
                 sims = redraw(k)  # one draw serves both digit tests
@@ -240,7 +241,7 @@ class DigitForensics:
             for which, (p, drawn) in self._sequential_p(obs_stat, digit_stats).items():
                 out[f"{which}_digit"] = {
                     "p_value": round(p, 4), "chi2": round(obs_stat[which], 2), "simulations": drawn,
-                    "observed": [int(x) for x in _digit_hist(obs_counts, which)],
+                    "observed": [int(x) for x in obs_hist[which]],
                     "expected_share": [round(float(x), 4) for x in expected[which]],
                     "null": "multinomial redraw from the region's pooled shares, each TPS's valid total kept"}
 
