@@ -77,6 +77,40 @@ def _digit_hist(counts: np.ndarray, which: str) -> np.ndarray:
     return np.bincount(idx.ravel(), minlength=11 * rows).reshape(rows, 11)[:, :10].astype(float)
 
 
+_LUT: dict[str, np.ndarray] = {}
+
+
+def _digit_luts(top: int) -> np.ndarray:
+    """``(last digit) * 11 + (second digit)`` of every count ``0..top``, digit 10 for counts below 10.
+
+    Made by :func:`_digit_hist`'s own formulas applied to ``arange(top + 1)``,
+    so looking a count up gives exactly the digits the formulas give it.
+    """
+    lut = _LUT.get("both")
+    if lut is None or len(lut) <= top:
+        ar = np.arange(max(top + 1, 1024))
+        nd = np.floor(np.log10(np.maximum(ar, 1))).astype(int) + 1
+        second = (ar // (10 ** np.maximum(nd - 2, 0))) % 10
+        small = ar < 10
+        lut = (np.where(small, 10, ar % 10) * 11 + np.where(small, 10, second)).astype(np.intp)
+        _LUT["both"] = lut
+    return lut
+
+
+def _digit_hists(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"last": ..., "second": ...}``: :func:`_digit_hist` of both digits of a 2-D ``counts``, at once.
+
+    One table look-up and one ``bincount`` over ``row * 121 + last * 11 +
+    second`` instead of two passes of ``log10`` and divisions (the same
+    integers, so the same histograms; ``tests/models/test_digit_forensics.py``
+    compares them on random counts).
+    """
+    rows = counts.shape[0]
+    idx = _digit_luts(int(counts.max(initial=0)))[counts] + 121 * np.arange(rows)[:, None]
+    joint = np.bincount(idx.ravel(), minlength=121 * rows).reshape(rows, 11, 11)
+    return {"last": joint.sum(axis=2)[:, :10].astype(float), "second": joint.sum(axis=1)[:, :10].astype(float)}
+
+
 def _chi2(hist: np.ndarray, expected_freq: np.ndarray) -> np.ndarray:
     n = hist.sum(axis=-1, keepdims=True)
     exp = np.maximum(n * expected_freq, 1e-9)
@@ -230,13 +264,14 @@ class DigitForensics:
 
             obs_counts = votes.reshape(-1)
             obs_hist = {which: _digit_hist(obs_counts, which) for which in ("last", "second")}
-            pilot = {which: _digit_hist(redraw(self.batch), which).sum(axis=0) for which in obs_hist}
+            # One pilot batch per digit (the last digit's first): the stream of draws the results rest on.
+            pilot = {which: _digit_hists(redraw(self.batch))[which].sum(axis=0) for which in obs_hist}
             expected = {which: h / h.sum() for which, h in pilot.items()}
             obs_stat = {which: float(_chi2(obs_hist[which], expected[which])) for which in expected}
 
             def digit_stats(k: int) -> dict[str, np.ndarray]:
-                sims = redraw(k)  # one draw serves both digit tests
-                return {which: _chi2(_digit_hist(sims, which), expected[which]) for which in expected}
+                hists = _digit_hists(redraw(k))  # one draw serves both digit tests
+                return {which: _chi2(hists[which], expected[which]) for which in expected}
 
             for which, (p, drawn) in self._sequential_p(obs_stat, digit_stats).items():
                 out[f"{which}_digit"] = {

@@ -108,3 +108,19 @@ def test_broken_tallies_are_skipped():
     ev = next(region("3173", 1, random.Random(7)))
     ev["valid"] += 50
     assert det.process_one(ev) == [] and state == {}
+
+
+def test_table_histograms_equal_the_formula_histograms():
+    # _digit_hists (a look-up table, both digits at once) must give exactly _digit_hist's
+    # histograms: the simulated p-values, and so the findings, depend on it.
+    from models.digit_forensics import _digit_hist, _digit_hists
+
+    rng = np.random.default_rng(3)
+    edges = np.array([0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 1001, 9999, 10000, 100000, 1000000])
+    for counts in (rng.integers(0, 400, size=(50, 900)), rng.integers(0, 3_000_000, size=(7, 300)),
+                   np.tile(edges, (3, 1)), rng.multinomial([250] * 40, [0.2, 0.5, 0.3], size=(20, 40)).reshape(20, -1),
+                   np.zeros((2, 5), dtype=np.int64)):
+        hists = _digit_hists(counts)
+        for which in ("last", "second"):
+            assert np.array_equal(hists[which], _digit_hist(counts, which)), which
+            assert hists[which].dtype == _digit_hist(counts, which).dtype
