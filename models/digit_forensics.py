@@ -130,7 +130,9 @@ class DigitForensics:
     state
         ``MutableMapping`` keyed ``<regency>|<contest>``: ``{"rows": [[valid,
         [votes in candidate order], voters, registered], ...], "candidates":
-        [...], "since": int, "flagged": [test, ...]}``. Assigned back.
+        [...], "since": int, "flagged": [test, ...], "n": int, "width": int}``.
+        Assigned back. ``width`` says every row is a list of that many votes
+        (a state without it, from an older version, is checked row by row once).
     every
         Re-evaluate a region after this many new tallies.
     min_tps
@@ -228,8 +230,13 @@ class DigitForensics:
         width = len(cands)
         # Rows stay as they are unless a new candidate widens them (values are
         # only read, never changed in place, so sharing them is safe).
-        rows = [r if len(r[1]) == width and type(r) is list else [r[0], r[1] + [0] * (width - len(r[1])), r[2], r[3]]
-                for r in st["rows"][-self.max_tps:]] + [row]
+        old = st["rows"][-self.max_tps:]
+        if st.get("width") == width:
+            # Written by this method at this width: every row is already a list this wide (see below).
+            rows = old + [row]
+        else:
+            rows = [r if len(r[1]) == width and type(r) is list else [r[0], r[1] + [0] * (width - len(r[1])), r[2], r[3]]
+                    for r in old] + [row]
         rows = rows[-self.max_tps:]
         since, n = st["since"] + 1, st["n"] + 1
         out: list[Finding] = []
@@ -245,7 +252,9 @@ class DigitForensics:
                 elif test in flagged:
                     out.append(self._finding(regency, contest, test, res, event, region, len(rows), resolved=True))
             flagged = now
-        self.state[key] = {"rows": rows, "candidates": cands, "since": since, "flagged": flagged, "n": n}
+        # "width": every row is a list of len(cands) votes, so the next tally need not check them one by one.
+        self.state[key] = {"rows": rows, "candidates": cands, "since": since, "flagged": flagged, "n": n,
+                           "width": width}
         return out
 
     def evaluate(self, rows: list, rng: np.random.Generator) -> dict[str, dict]:
