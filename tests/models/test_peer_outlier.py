@@ -171,3 +171,65 @@ def test_nearest_peers_match_sorting_the_whole_village():
             want = heapq.nsmallest(k, others, key=lambda p: (abs(int(p[0][10:]) - me), p[0]))
             nums_c, entries, codes = by_contest[contest]
             assert PeerOutlier._nearest(nums_c, entries, me, tps, k, codes[tps]) == want
+
+
+def test_robust_z_of_rows_equals_the_list_version_to_the_bit():
+    """The district judgement's numpy robust z gives exactly _robust_z's floats."""
+    import numpy as np
+
+    from models.peer_outlier import _robust_z, _robust_z_rows
+
+    rng = random.Random(12)
+    for _ in range(400):
+        n = rng.randint(1, 120)
+        pool = [round(rng.random(), 4) for _ in range(rng.randint(1, 30))]  # ties are common
+        values = [[rng.choice(pool) if rng.random() < 0.5 else round(rng.random(), 4) for _ in range(n)]
+                  for _ in range(rng.randint(1, 6))]
+        xs = [round(rng.random() * 1.2, 4) for _ in values]
+        min_scale = rng.choice([0.001, 0.05])
+        got = _robust_z_rows(xs, np.array(values, dtype=float), min_scale)
+        assert got == [_robust_z(x, v, min_scale) for x, v in zip(xs, values)]
+
+
+def _reference_district_verdict(det, row, district):
+    """The district judgement as it was: a rescan of the district's rows, robust z per list."""
+    from models.peer_outlier import _robust_z
+
+    tps, turnout, shares, _, contest, _ = row
+    peers = [p for p in district if p[0] != tps and p[4] == contest]
+    if len(peers) < det.min_peers:
+        return None
+    measures = {"turnout": (turnout, [p[1] for p in peers])}
+    for c, s in shares.items():
+        measures[f"share.{c}"] = (s, [p[2].get(c, 0.0) for p in peers])
+    detail, worst = {}, 0.0
+    for m, (x, values) in measures.items():
+        z, med, scale = _robust_z(x, values, det.min_scale)
+        if abs(z) >= det.threshold:
+            detail[m] = {"seen": round(x, 4), "peer_median": round(med, 4), "robust_z": round(z, 2)}
+        worst = max(worst, abs(z))
+    if not detail:
+        return None
+    return {"level": "district", "n_peers": len(peers), "outliers": detail, "max_abs_z": round(worst, 2)}
+
+
+def test_district_judgement_equals_the_full_rescan():
+    """Columns built once per tally and judged in numpy: the same verdicts as rescanning the district,
+    with several contests, candidates missing from some rows, lone outliers and few peers."""
+    rng = random.Random(13)
+    det = PeerOutlier({}, threshold=3.0)
+    for _ in range(300):
+        district = []
+        for k in range(rng.randint(0, 60)):
+            cands = rng.choice([["01", "02", "03"], ["01", "02"], ["01", "02", "03", "04"]])
+            raw = [rng.random() + (5 if rng.random() < 0.05 else 0) for _ in cands]
+            district.append([f"31730110{rng.randint(10, 30):02d}{k:03d}", round(rng.uniform(0.5, 1.1), 4),
+                             {c: round(x / sum(raw), 4) for c, x in zip(cands, raw)}, f"e{k}",
+                             rng.choice(["PPWP", "PPWP", "DPR"]), 0])
+        if not district:
+            continue
+        cache: dict = {}
+        for row in rng.sample(district, min(8, len(district))):
+            # An empty village: every TPS is judged against its district.
+            got = det._judge(row, [], district, {}, cache)
+            assert got == _reference_district_verdict(det, row, district)
