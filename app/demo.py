@@ -42,6 +42,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "PANTAU_DATA_DIR": str(settings.data_dir), "PANTAU_WEB_PORT": str(settings.web_port),
         "PANTAU_WEB_HOST": settings.web_host, "PANTAU_PARTITIONS": str(settings.partitions),
         "PANTAU_STORE": settings.store, "PANTAU_HMAC_SECRET": settings.hmac_secret,
+        "PANTAU_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
     })
     return env
 

@@ -118,6 +118,10 @@ class Settings:
     broker_heartbeat_interval: float = 2.0
     #: PANTAU_BROKER_REBALANCE_TIMEOUT: consumer rebalance timeout, seconds.
     broker_rebalance_timeout: float = 20.0
+    #: PANTAU_FETCH_MAX_WAIT_MS: longest a consumer's fetch waits for data, ms (Faust fixes 1,500). The
+    #: embedded broker holds fetches for up to about half of it even when data is waiting, so it bounds
+    #: each hop's latency there; on Kafka it only sets how often an idle consumer polls.
+    fetch_max_wait_ms: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +166,8 @@ class Settings:
             raise SettingsError("PANTAU_STORE must be 'rocksdb://' or 'memory://'")
         if self.rocksdb_memtable_mb < 1 or self.rocksdb_block_cache_mb < 1:
             raise SettingsError("PANTAU_ROCKSDB_MEMTABLE_MB and PANTAU_ROCKSDB_BLOCK_CACHE_MB must be at least 1")
+        if not 1 <= self.fetch_max_wait_ms <= 30000:
+            raise SettingsError("PANTAU_FETCH_MAX_WAIT_MS must be between 1 and 30000")
 
     @property
     def secret(self) -> bytes:

@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from app import rocksdb_store
 from app.alerter import Alerter
 from app.detectors import make_volume_monitor
-from app.kafka_io import key_partition, linger_per_broker
+from app.kafka_io import faust_fetch_max_wait, key_partition, linger_per_broker
 from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
@@ -98,6 +98,7 @@ def faust_app(settings: Settings) -> faust.App:
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     linger_per_broker()
+    faust_fetch_max_wait(s.fetch_max_wait_ms)
     store = s.store
     if store == "rocksdb://":  # the same RocksDB, under one memory budget for all tables (app/rocksdb_store.py)
         rocksdb_store.configure(s.rocksdb_memtable_mb << 20, s.rocksdb_block_cache_mb << 20)

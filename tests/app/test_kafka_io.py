@@ -55,3 +55,22 @@ def test_linger_still_waits_when_nothing_is_due():
         return acc.drain_by_nodes(ignore_nodes=set())[0]
 
     assert not asyncio.run(scenario())
+
+
+def test_the_worker_consumer_fetch_wait_is_the_setting(tmp_path):
+    """Faust builds its consumer with fetch_max_wait_ms=1500; the worker's is the setting's."""
+    from app.settings import Settings
+    from app.worker import faust_app
+
+    settings = Settings().replace(broker_url="kafka://127.0.0.1:9", data_dir=tmp_path, store="memory://",
+                                  fetch_max_wait_ms=120)
+
+    async def fetch_wait():
+        app = faust_app(settings)
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert asyncio.run(fetch_wait()) == 120
