@@ -17,12 +17,13 @@ import argparse
 import asyncio
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 
 import orjson
 
 from app.settings import Settings
-from bench.common import bench_settings, ensure, now_ms, percentile, rss_mb
+from bench.common import bench_settings, cpu_seconds, ensure, now_ms, percentile, rss_mb
 from bench.throughput import spawn
 from tests.conftest import WorkerProcess
 
@@ -66,7 +67,7 @@ class Stream:
 
 
 async def drive(settings: Settings, stream: Stream, rate: float, seconds: float, drain: float = 15.0,
-                on_tick=None, reset: str = "earliest") -> dict:
+                on_tick=None, reset: str = "earliest", dump: Path | None = None) -> dict:
     """Produce at ``rate`` for ``seconds`` while reading alerts; latency of the alerting events."""
     from aiokafka import AIOKafkaConsumer
 
@@ -75,7 +76,10 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
 
     sent_at: dict[str, float] = {}
     got: dict[str, float] = {}
+    detected: dict[str, float] = {}  # the alert's detected_at: when the worker built it
+    # The reader's own fetch wait is measuring overhead, not the worker's latency: keep it short.
     consumer = AIOKafkaConsumer(settings.topic_alerts, **client_options(settings), auto_offset_reset=reset,
+                                fetch_max_wait_ms=50,
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     stop = asyncio.Event()
@@ -86,9 +90,11 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
             now = time.time()
             for records in batch.values():
                 for r in records:
-                    for eid in orjson.loads(r.value).get("event_ids", ()):
+                    alert = orjson.loads(r.value)
+                    for eid in alert.get("event_ids", ()):
                         if eid in sent_at and eid not in got:
                             got[eid] = now
+                            detected[eid] = datetime.fromisoformat(alert["detected_at"]).timestamp()
 
     reader = asyncio.create_task(read())
     producer = await start_producer(settings)
@@ -118,18 +124,31 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
         await producer.stop()
         await consumer.stop()
     lat = [got[e] - sent_at[e] for e in got]
-    return {"sent": n, "rate": n / produced_for, "alerting": len(sent_at), "alerted": len(got),
-            "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "max": max(lat) if lat else None}
+    result = {"sent": n, "rate": n / produced_for, "alerting": len(sent_at), "alerted": len(got),
+              "p50": percentile(lat, 0.5), "p99": percentile(lat, 0.99), "max": max(lat) if lat else None}
+    if dump is not None:
+        # Per alerting event: seconds after the start, latency, and the part of it
+        # before the worker built the alert (the rest is publishing and delivery).
+        first = min(sent_at.values(), default=0.0)
+        dump.write_bytes(orjson.dumps(sorted(
+            (sent_at[e] - first, got[e] - sent_at[e], detected[e] - sent_at[e]) for e in got)))
+    return result
 
 
-def run_latency(broker_url: str, base: Path, events, rate: float, seconds: float, alert_every: int = 10) -> dict:
-    settings = bench_settings(broker_url, base)
+def run_latency(broker_url: str, base: Path, events, rate: float, seconds: float, alert_every: int = 10,
+                dump: Path | None = None, **overrides: object) -> dict:
+    settings = bench_settings(broker_url, base, **overrides)
     ensure(settings)
     worker = spawn(WorkerProcess(settings, base / f"latency-{settings.app_id}.log"))
     try:
         worker.wait_ready(120)
-        result = asyncio.run(drive(settings, Stream(events, alert_every, settings.app_id), rate, seconds))
+        cpu_before = cpu_seconds(worker.proc.pid)
+        result = asyncio.run(drive(settings, Stream(events, alert_every, settings.app_id), rate, seconds,
+                                   dump=dump))
         result["rss_mb"] = rss_mb(worker.proc.pid)
+        cpu_after = cpu_seconds(worker.proc.pid)
+        if cpu_before is not None and cpu_after is not None:  # the worker's cost of keeping up, per event sent
+            result["worker_cpu_ms_per_event"] = 1000 * (cpu_after - cpu_before) / result["sent"]
     finally:
         worker.stop()
     return result
@@ -144,12 +163,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--alert-every", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=Settings.fetch_max_wait_ms,
+                        help="the worker's PANTAU_FETCH_MAX_WAIT_MS (Faust's own is 1500)")
+    parser.add_argument("--dump", type=Path, help="write [seconds after start, latency] per alerting event (JSON)")
     args = parser.parse_args()
     base = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     base.mkdir(parents=True, exist_ok=True)
     events = interleaved(args.seed)
     with EmbeddedBroker(log_path=base / "broker.log") as broker:
-        print(run_latency(broker.url, base, events, args.rate, args.seconds, args.alert_every))
+        print(run_latency(broker.url, base, events, args.rate, args.seconds, args.alert_every,
+                                args.dump, fetch_max_wait_ms=args.fetch_max_wait_ms))
 
 
 if __name__ == "__main__":
