@@ -16,8 +16,6 @@ from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 from models.base import Finding
 from models.tally_arithmetic import check_tally, registered_total
 
@@ -55,52 +53,6 @@ def _robust_z(x: float, values: list[float], min_scale: float) -> tuple[float, f
     mad = dev[i] if n % 2 == 1 else (dev[i - 1] + dev[i]) / 2
     scale = max(_MAD_TO_SD * mad, min_scale)
     return (x - med) / scale, med, scale
-
-
-def _robust_z_rows(xs: list[float], values: np.ndarray, min_scale: float) -> list[tuple[float, float, float]]:
-    """:func:`_robust_z` of ``xs[m]`` against row ``m`` of ``values`` (measures x peers), all rows at once.
-
-    The same IEEE operations on the same numbers (sort, the middle one or the
-    mean of the middle two, absolute deviations, again), so the same results
-    to the last bit; ``tests/models/test_peer_outlier.py`` compares them.
-    """
-    n = values.shape[1]
-    if n == 0:
-        raise statistics.StatisticsError("no median for empty data")
-    i = n // 2
-    data = np.sort(values, axis=1)
-    med = data[:, i] if n % 2 == 1 else (data[:, i - 1] + data[:, i]) / 2
-    dev = np.sort(np.abs(data - med[:, None]), axis=1)
-    mad = dev[:, i] if n % 2 == 1 else (dev[:, i - 1] + dev[:, i]) / 2
-    out = []
-    for x, m, d in zip(xs, med.tolist(), mad.tolist()):
-        scale = max(_MAD_TO_SD * d, min_scale)
-        out.append(((x - m) / scale, m, scale))
-    return out
-
-
-class _DistrictColumns:
-    """One district's rows of one contest as columns, built once per tally for every TPS judged on them.
-
-    ``peers(tps)`` are the rows a TPS is judged against at district level
-    (every row of the contest but its own), ``column(measure)`` their values.
-    """
-
-    def __init__(self, district: list, contest: str) -> None:
-        self.rows = [p for p in district if p[4] == contest]
-        self.codes = np.array([p[0] for p in self.rows], dtype=object)
-        self._cols: dict[str, np.ndarray] = {}
-
-    def column(self, measure: str) -> np.ndarray:
-        col = self._cols.get(measure)
-        if col is None:
-            if measure == "turnout":
-                col = np.array([p[1] for p in self.rows], dtype=float)
-            else:
-                c = measure[6:]
-                col = np.array([p[2].get(c, 0.0) for p in self.rows], dtype=float)
-            self._cols[measure] = col
-        return col
 
 
 class PeerOutlier:
@@ -235,47 +187,36 @@ class PeerOutlier:
         best = sorted([(abs(n - me), t, j, p) for n, t, j, p in cand if t != tps])[:k]  # = heapq.nsmallest
         return [p for _, _, _, p in best]
 
-    def _judge(self, row: list, village: list, district: list, by_contest: dict | None = None,
-               district_cols: dict | None = None) -> dict | None:
-        """``row``'s verdict against its peers, or None. ``by_contest`` and ``district_cols`` are
-        caches shared by the TPS judged for one tally (``_by_contest(village)``, ``{}``)."""
+    def _judge(self, row: list, village: list, district: list, by_contest: dict | None = None) -> dict | None:
         tps, turnout, shares, _, contest, _ = row
+        level, peers = None, []
         if by_contest is None:
             by_contest = self._by_contest(village)
         nums, entries, codes = by_contest.get(contest) or ([], [], Counter())
-        names = ["turnout"] + [f"share.{c}" for c in shares]
-        xs = [turnout, *shares.values()]
         if len(entries) - codes[tps] >= self.min_peers:
             # TPS numbers follow the RT/RW map, so the nearest numbers are the nearest neighbours:
             # a big urban village holds pockets that vote differently, and a TPS is judged by its pocket.
             me = int(tps[10:])
             level = "village"
             peers = self._nearest(nums, entries, me, tps, self.neighbours, codes[tps])
-            n_peers = len(peers)
-            zs = [_robust_z(turnout, [p[1] for p in peers], self.min_scale)]
-            zs += [_robust_z(s, [p[2].get(c, 0.0) for p in peers], self.min_scale) for c, s in shares.items()]
         else:
-            # Every row of the district's contest but the TPS's own, as columns built once per tally.
-            if district_cols is None:
-                district_cols = {}
-            cols = district_cols.get(contest)
-            if cols is None:
-                cols = district_cols[contest] = _DistrictColumns(district, contest)
-            keep = cols.codes != tps
-            n_peers = int(keep.sum())
-            if n_peers < self.min_peers:
-                return None
-            level = "district"
-            values = np.stack([cols.column(m) for m in names])[:, keep]
-            zs = _robust_z_rows(xs, values, self.min_scale)
+            d_peers = [p for p in district if p[0] != tps and p[4] == contest]
+            if len(d_peers) >= self.min_peers:
+                level, peers = "district", d_peers
+        if level is None:
+            return None
+        measures = {"turnout": (turnout, [p[1] for p in peers])}
+        for c, s in shares.items():
+            measures[f"share.{c}"] = (s, [p[2].get(c, 0.0) for p in peers])
         detail, worst = {}, 0.0
-        for m, x, (z, med, scale) in zip(names, xs, zs):
+        for m, (x, values) in measures.items():
+            z, med, scale = _robust_z(x, values, self.min_scale)
             if abs(z) >= self.threshold:
                 detail[m] = {"seen": round(x, 4), "peer_median": round(med, 4), "robust_z": round(z, 2)}
             worst = max(worst, abs(z))
         if not detail:
             return None
-        return {"level": level, "n_peers": n_peers, "outliers": detail, "max_abs_z": round(worst, 2)}
+        return {"level": level, "n_peers": len(peers), "outliers": detail, "max_abs_z": round(worst, 2)}
 
     def process_one(self, event: dict) -> list[Finding]:
         region = event.get("region") or {}
@@ -306,9 +247,8 @@ class PeerOutlier:
         todo = {f"{r[0]}|{r[4]}": r for r in near}
         todo.update({f"{r[0]}|{r[4]}": r for r in village if f"{r[0]}|{r[4]}" in flagged})
         by_contest = self._by_contest(village)
-        district_cols: dict = {}
         for rkey, r in todo.items():
-            verdict = self._judge(r, village, district, by_contest, district_cols)
+            verdict = self._judge(r, village, district, by_contest)
             if verdict is not None:
                 # Re-judging an old TPS reports again only if it is the new tally or newly flagged.
                 if r[0] == tps or rkey not in flagged:
