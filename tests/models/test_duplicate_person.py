@@ -331,3 +331,48 @@ def test_scorer_state_of_the_earlier_feature_set_is_not_reused():
     det = PersonDuplicateDetector({}, SECRET, prior=old)
     assert det.scorer_state()["intercept"] == PRIOR["intercept"]
     assert "sex_equal" not in det.scorer_state()
+
+
+def febrl_like(eid, name, dob, address, number):
+    """A list without NIK, sex, birth place or household (another source; FEBRL)."""
+    return {"event_id": eid, "occurred_at": "2026-01-05T10:00:00+07:00", "action": "add",
+            "voter": {"nik": number, "name": name, "birth_date": dob, "address": address,
+                      "sex": None, "birth_place": None, "nkk": None},
+            "region": {"province": "00", "regency": "2617"}}
+
+
+def test_without_identity_fields_a_shared_address_is_evidence(det):
+    a = det.compact(febrl_like("a", "chloe whittlesis", "1966-06-30", "12 blacket street curl curl", "F1"))
+    b = febrl_like("b", "chloet whittesis", "1966-06-30", "12 blacket street curl curl", "F2")
+    c = febrl_like("c", "chloet whittesis", "1966-06-30", "7 mason road ryde", "F3")
+    same, other = det.features(det.compact(b), a), det.features(det.compact(c), a)
+    assert same["no_id_fields"] == 1.0 and same["noid_addr"] == 1.0
+    assert det.score(same) >= 0.5 and det.score(same) > det.score(other)
+    # In a KPU list the same address is a household's, and says nothing more.
+    kpu = det.features(det.compact(person("x", "Rina Marlina", serial=2)), det.compact(person("y", "Rina Marlina")))
+    assert kpu["no_id_fields"] == 0.0 and kpu["noid_addr"] == 0.0
+
+
+def test_another_list_personal_number_one_slip_apart(det):
+    # FEBRL's soc_sec_id, or any personal number of another source, in the NIK field.
+    det.process_one(febrl_like("e1", "holly white", "1945-07-03", "57 boolee street bacchus marsh", "1804974"))
+    found = det.process_one(febrl_like("e2", "holly whyte", "1945-07-03", "57 boolee st bacchus marsh", "1809474"))
+    assert [f.event_ids for f in found] == [["e2", "e1"]] and found[0].evidence["features"]["nik_near"] == 1.0
+
+
+def test_niks_one_digit_apart_are_no_evidence(det):
+    # Dense numbers: born the same day in the neighbouring district, serial 0001.
+    a = person("a", "Rina Marlina", region6="327301")
+    b = person("b", "Rina Marlina", region6="327302", nkk="3273020101010002")
+    assert det.compact(a)[15] == "" and det.features(det.compact(b), det.compact(a))["nik_near"] == 0.0
+
+
+def test_a_far_birth_date_is_scored_when_the_numbers_are_one_slip_apart():
+    det = PersonDuplicateDetector({}, SECRET, threshold=0.0)  # every pair past the gates
+    det.process_one(febrl_like("e1", "holly white", "1945-07-03", "57 boolee street bacchus marsh", "1804974"))
+    [f] = det.process_one(febrl_like("e2", "holly white", "1991-12-24", "57 boolee street", "1804947"))
+    assert f.evidence["features"]["nik_near"] == 1.0 and f.evidence["features"]["dob_differ"] == 1.0
+    # Two birth dates far apart and numbers far apart: never scored.
+    assert det.process_one(febrl_like("e3", "holly white", "1977-02-14", "57 boolee street", "5512093")) == []
+    rec = det.compact(febrl_like("e4", "holly white", None, "", "1804974"))
+    assert "1804974" not in json.dumps(rec) and "804974" not in json.dumps(rec)
