@@ -242,25 +242,32 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cap", type=float, default=None, help="stop a pantau run this long after its first event")
+    parser.add_argument("--fetch-max-wait-ms", default=str(Settings.fetch_max_wait_ms),
+                        help="the worker's PANTAU_FETCH_MAX_WAIT_MS; several (e.g. 100,1500) are run side by side")
     args = parser.parse_args()
+    waits = [int(w) for w in args.fetch_max_wait_ms.split(",")]
     base = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     base.mkdir(parents=True, exist_ok=True)
     events = interleaved(args.seed)
     with EmbeddedBroker(log_path=base / "broker.log") as broker:
         settings, produced = prepare(broker.url, base, events)
         print("produced", produced)
-        noop, pantau, ratio, cpu = [], [], [], []
+        noop: list[float] = []
+        pantau: dict[int, list] = {w: [] for w in waits}
+        ratio: dict[int, list] = {w: [] for w in waits}
+        cpu: dict[int, list] = {w: [] for w in waits}
         for _ in range(args.repeats):
             noop.append(run_noop(settings, len(events), base)["rate"])
-            run = run_pantau(settings, len(events), base, cap=args.cap)
-            pantau.append(run["rate"])
-            ratio.append(pantau[-1] / noop[-1])
-            cpu.append(run["cpu_ms_per_event"])
-            print(f"noop {noop[-1]:.0f} ev/s  pantau {pantau[-1]:.0f} ev/s  ratio {ratio[-1]:.3f}  "
-                  f"pantau CPU {cpu[-1] or float('nan'):.2f} ms/event")
-        print(f"median: noop {median(noop):.0f}, pantau {median(pantau):.0f}, ratio {median(ratio):.3f}, "
-              f"pantau CPU {median(cpu) or float('nan'):.2f} ms/event")
-
+            for wait in waits:
+                run = run_pantau(settings.replace(fetch_max_wait_ms=wait), len(events), base, cap=args.cap)
+                pantau[wait].append(run["rate"])
+                ratio[wait].append(pantau[wait][-1] / noop[-1])
+                cpu[wait].append(run["cpu_ms_per_event"])
+                print(f"noop {noop[-1]:.0f} ev/s  pantau (fetch wait {wait} ms) {pantau[wait][-1]:.0f} ev/s  "
+                      f"ratio {ratio[wait][-1]:.3f}  pantau CPU {cpu[wait][-1] or float('nan'):.2f} ms/event")
+        for wait in waits:
+            print(f"median, fetch wait {wait} ms: noop {median(noop):.0f}, pantau {median(pantau[wait]):.0f}, "
+                  f"ratio {median(ratio[wait]):.3f}, pantau CPU {median(cpu[wait]) or float('nan'):.2f} ms/event")
 
 if __name__ == "__main__":
     main()
