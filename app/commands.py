@@ -92,14 +92,13 @@ def topic_for(settings: Settings, stream: str | None) -> str:
 
 
 async def _produce(settings: Settings, files: list[Path], rate: float) -> int:
-    from app.kafka_io import ensure_topics, start_producer
+    from app.kafka_io import Pacer, ensure_topics, start_producer
     from app.replay import guess_stream
 
     await ensure_topics(settings)
     producer = await start_producer(settings)
     sent = 0
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    pacer = Pacer(rate, every=50)
     try:
         for path in files:
             with path.open("rb") as fh:
@@ -110,10 +109,7 @@ async def _produce(settings: Settings, files: list[Path], rate: float) -> int:
                     stream = guess_stream(line)
                     await producer.send(topic_for(settings, stream), key=event_key(stream, line), value=line)
                     sent += 1
-                    if rate and sent % 50 == 0:
-                        ahead = sent / rate - (loop.time() - started)
-                        if ahead > 0:
-                            await asyncio.sleep(ahead)
+                    await pacer.sent(sent)
         await producer.flush()
     finally:
         await producer.stop()

@@ -124,11 +124,10 @@ def interleaved(seed: int) -> list:
 
 async def simulate(settings: Settings, events, rate: float, stop: asyncio.Event, sent: Counter) -> None:
     from app.commands import topic_for
-    from app.kafka_io import start_producer
+    from app.kafka_io import Pacer, start_producer
 
     producer = await start_producer(settings)
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    pacer = Pacer(rate, every=20)
     n = 0
     try:
         for sim_event in events:
@@ -144,10 +143,7 @@ async def simulate(settings: Settings, events, rate: float, stop: asyncio.Event,
                 bad = BAD_SAMPLES[(n // BAD_EVERY) % len(BAD_SAMPLES)]
                 await producer.send(topic_for(settings, sim_event.stream), key=None, value=bad)
                 sent["malformed"] += 1
-            if n % 20 == 0:
-                ahead = n / rate - (loop.time() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            await pacer.sent(n)
         await producer.flush()
     finally:
         await producer.stop()

@@ -6,6 +6,7 @@ The worker itself goes through Faust; these serve ``pantau demo``, ``tail``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import struct
@@ -98,6 +99,27 @@ async def start_producer(settings: Settings, **extra: Any) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(**client_options(settings), linger_ms=5, **extra)
     await producer.start()
     return producer
+
+
+class Pacer:
+    """Holds a sender to ``rate`` messages a second on average, from the moment it is made.
+
+    ``await pacer.sent(n)`` after the n-th send sleeps until ``n / rate``
+    seconds have passed; only every ``every``-th send is checked, so a fast
+    loop is not put to sleep per message. A ``rate`` of 0 or None never waits.
+    """
+
+    def __init__(self, rate: float | None, every: int = 1) -> None:
+        self.rate = rate
+        self.every = every
+        self._loop = asyncio.get_running_loop()
+        self._started = self._loop.time()
+
+    async def sent(self, n: int) -> None:
+        if self.rate and n % self.every == 0:
+            ahead = n / self.rate - (self._loop.time() - self._started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
 
 
 async def consume(

@@ -72,7 +72,7 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
     from aiokafka import AIOKafkaConsumer
 
     from app.commands import topic_for
-    from app.kafka_io import client_options, start_producer
+    from app.kafka_io import Pacer, client_options, start_producer
 
     sent_at: dict[str, float] = {}
     got: dict[str, float] = {}
@@ -100,6 +100,7 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
     producer = await start_producer(settings)
     loop = asyncio.get_running_loop()
     started = loop.time()
+    pacer = Pacer(rate)
     n = 0
     try:
         while loop.time() - started < seconds:
@@ -110,9 +111,7 @@ async def drive(settings: Settings, stream: Stream, rate: float, seconds: float,
             n += 1
             if on_tick is not None:
                 on_tick(n, sent_at, got)
-            ahead = n / rate - (loop.time() - started)
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+            await pacer.sent(n)
         await producer.flush()
         produced_for = loop.time() - started
         deadline = loop.time() + drain

@@ -74,3 +74,33 @@ def test_the_worker_consumer_fetch_wait_is_the_setting(tmp_path):
             await consumer.stop()
 
     assert asyncio.run(fetch_wait()) == 120
+
+
+def test_pacer_holds_senders_to_the_rate():
+    from app.kafka_io import Pacer
+
+    async def twenty_sends() -> float:
+        loop = asyncio.get_running_loop()
+        pacer = Pacer(100, every=5)
+        start = loop.time()
+        for n in range(1, 21):
+            await pacer.sent(n)
+        return loop.time() - start
+
+    # 20 sends at 100/s take at least 0.2 s (a lower bound: a busy machine only adds)
+    assert asyncio.run(twenty_sends()) >= 0.2 - 1e-3
+
+
+def test_pacer_without_a_rate_never_sleeps(monkeypatch):
+    from app.kafka_io import Pacer
+
+    async def no_sleep(_seconds):
+        raise AssertionError("slept")
+
+    async def sends() -> None:
+        pacer = Pacer(0)
+        monkeypatch.setattr(asyncio, "sleep", no_sleep)
+        for n in range(1, 100):
+            await pacer.sent(n)
+
+    asyncio.run(sends())

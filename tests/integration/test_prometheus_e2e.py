@@ -202,12 +202,11 @@ def simulator_events() -> tuple[list, list]:
 async def send(settings, late: list, steady: list) -> dict:
     """Send the late batch (event times LATE_SECONDS ago), then the steady stream at RATE with times = now."""
     from app.commands import topic_for
-    from app.kafka_io import ensure_topics, start_producer
+    from app.kafka_io import Pacer, ensure_topics, start_producer
 
     await ensure_topics(settings)
     producer = await start_producer(settings)
     sent = {"valid": 0, "malformed": 0}
-    loop = asyncio.get_running_loop()
 
     async def one(sim_event, when: datetime) -> None:
         value = dict(sim_event.value)
@@ -221,17 +220,14 @@ async def send(settings, late: list, steady: list) -> dict:
         then = datetime.now(WIB) - timedelta(seconds=LATE_SECONDS)
         for i, sim_event in enumerate(late):
             await one(sim_event, then + timedelta(seconds=i))
-        started = loop.time()
+        pacer = Pacer(RATE, every=10)
         for n, sim_event in enumerate(steady, 1):
             await one(sim_event, datetime.now(WIB))
             if n % BAD_EVERY == 0:
                 bad = BAD_SAMPLES[(n // BAD_EVERY) % len(BAD_SAMPLES)]
                 await producer.send(topic_for(settings, sim_event.stream), key=None, value=bad)
                 sent["malformed"] += 1
-            if n % 10 == 0:
-                ahead = n / RATE - (loop.time() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            await pacer.sent(n)
         await producer.flush()
     finally:
         await producer.stop()
