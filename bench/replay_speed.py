@@ -13,7 +13,10 @@ Run alone: ``.venv/bin/python -m bench.replay_speed [--mixed 3000] [--tallies 20
   minute) the full 820,161 are generated to /tmp and replayed, then deleted.
 
 ``seconds`` is the replay's own timer (``--summary``), without interpreter
-start-up; ``wall`` includes it.
+start-up; ``wall`` includes it. ``cpu_seconds`` is the replay's own CPU time
+(process time, start-up excluded; code trees from before it was reported give
+None): on a shared machine it moves less with the load than ``seconds``, so
+compare ``cpu_rate`` and ``estimate_cpu_seconds`` between code trees.
 """
 
 from __future__ import annotations
@@ -100,8 +103,10 @@ def replay(path: Path, work: Path, profile_out: Path | None = None) -> dict:
         raise RuntimeError(f"replay failed ({proc.returncode}): {err.decode(errors='replace')[-2000:]}")
     data = orjson.loads(summary.read_bytes())
     events = sum(data["events"].values()) + sum(data["dead_letters"].values())
+    cpu = data.get("cpu_seconds")  # (older code trees do not report it)
     return {"events": events, "seconds": data["seconds"], "wall": wall,
-            "rate": events / data["seconds"] if data["seconds"] else None, "alerts": data["alerts"]}
+            "rate": events / data["seconds"] if data["seconds"] else None,
+            "cpu_seconds": cpu, "cpu_rate": events / cpu if cpu else None, "alerts": data["alerts"]}
 
 
 def run_national(templates: list[dict], n: int, work: Path, full: bool | None = None) -> dict:
@@ -111,7 +116,9 @@ def run_national(templates: list[dict], n: int, work: Path, full: bool | None = 
     sample = replay(path, work)
     path.unlink()
     estimate = NATIONAL_TPS / sample["rate"]
-    out = {"sample": sample, "estimate_seconds": estimate, "full": None}
+    out = {"sample": sample, "estimate_seconds": estimate, "full": None,
+           # The same from CPU time, which moves less with the machine's load.
+           "estimate_cpu_seconds": NATIONAL_TPS / sample["cpu_rate"] if sample["cpu_rate"] else None}
     if full or (full is None and estimate <= 60):
         big = Path("/tmp") / f"pantau-national-{os.getpid()}.jsonl"
         try:
