@@ -27,6 +27,7 @@ population from seed 11; prints ``PRIOR`` for ``models/duplicate_person.py``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import time
 from collections import Counter, defaultdict
@@ -480,9 +481,12 @@ def febrl_events(df, prefix: str, ssid: bool = False) -> list[dict]:
         dob = s("date_of_birth")
         dob = f"{dob[:4]}-{dob[4:6]}-{dob[6:8]}" if len(dob) == 8 and dob.isdigit() else None
         pc = s("postcode")
+        # A unique id that says nothing: random, so that no two are one typed
+        # character apart (F0000123 / F0000124 would be, for nik_near).
+        unique = "F" + hashlib.blake2b(f"{prefix}{i}".encode(), digest_size=8).hexdigest()
         out.append({
             "event_id": str(rid), "occurred_at": "2026-01-05T10:00:00+07:00", "action": "add",
-            "voter": {"nik": (s("soc_sec_id") or f"F{prefix}{i:07d}") if ssid else f"F{prefix}{i:07d}",
+            "voter": {"nik": (s("soc_sec_id") or unique) if ssid else unique,
                       "name": f"{s('given_name')} {s('surname')}".strip() or "?", "birth_date": dob,
                       "address": " ".join(x for x in (s("street_number"), s("address_1"), s("address_2"),
                                                       s("suburb")) if x),

@@ -54,6 +54,7 @@ import hashlib
 import math
 import re
 from collections.abc import MutableMapping
+from functools import lru_cache
 
 import numpy as np
 from rapidfuzz import fuzz
@@ -472,7 +473,7 @@ class PersonDuplicateDetector:
         sibling = float(len(wa) == len(wb) > 2 and wa[:-1] == wb[:-1] and wa[-1] in _VOWELS and wb[-1] in _VOWELS)
         return rarity, sibling
 
-    def features(self, a: list, b: list, sim: float | None = None) -> dict[str, float]:
+    def features(self, a: list, b: list, sim: float | None = None, slip: bool | None = None) -> dict[str, float]:
         """Features of a pair of compact records: similarities and flags, no values.
 
         Unknown fields are no evidence either way (``*_missing`` flags are
@@ -535,7 +536,7 @@ class PersonDuplicateDetector:
         # address is what is left to back a name and a birth date: it has its
         # own weights in that regime (set by hand, see HAND_PRIOR).
         x["noid_addr"] = round(x["addr_close"] * x["no_id_fields"], 4)
-        x["nik_near"] = float(_near_slip(a, b))
+        x["nik_near"] = float(_near_slip(a, b) if slip is None else slip)
         # Twins and siblings share the NKK and differ a little in name; a
         # re-entered person in the same household differs by a misspelling.
         # What tells them apart is whether the differing word is a real name
@@ -686,7 +687,7 @@ class PersonDuplicateDetector:
             if sim < strong and not slip and (rel not in ("equal", "swap") or rec[5] != c[5]
                                               or not any(len(t) > 2 and t in c[3].split() for t in toks)):
                 continue  # a weaker name needs one of its words, the birth date and sex to agree ...
-            x = self.features(rec, c, sim)
+            x = self.features(rec, c, sim, slip)
             if sim < strong and not slip and (x["addr_close"] >= 0.8) + x["same_regency"] + x["nkk_equal"] + \
                     (x["place_agree"] >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
@@ -810,10 +811,13 @@ def _near_id_hashes(secret: bytes, ident: str) -> str:
 
 def _ids_near(a: str, b: str) -> bool:
     """Whether two :func:`_near_id_hashes` strings share a variant."""
-    if not a or not b:
-        return False
-    sa = {a[i:i + 6] for i in range(0, len(a), 6)}
-    return any(b[i:i + 6] in sa for i in range(0, len(b), 6))
+    return bool(a and b) and not _id_chunks(a).isdisjoint(_id_chunks(b))
+
+
+@lru_cache(maxsize=65_536)
+def _id_chunks(s: str) -> frozenset:
+    # A record meets the same candidates in several blocks: split each string once.
+    return frozenset(s[i:i + 6] for i in range(0, len(s), 6))
 
 
 def _near_slip(a: list, b: list) -> bool:
