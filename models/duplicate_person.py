@@ -164,6 +164,9 @@ PRIOR: dict[str, float] = {
 # Features of the previous version; a saved scorer state holding them is not reused.
 _RETIRED = frozenset({"place_close", "place_differ", "sex_equal", "sex_differ", "nik_birth_equal", "nik_birth_differ",
                       "marital_equal", "disability_equal"})
+# Features added since: a state saved before them gets their PRIOR weights
+# (verdicts on KPU records never moved them; without this they would be 0).
+_ADDED = ("nik_near", "noid_addr", "noid_same_regency")
 _UNSCORED = frozenset({"name_sim", "place_missing", "addr_missing", "nkk_missing", "nik_missing", "marital_missing"})
 _WEAKEST_NAME = 0.55  # below this no agreement of other fields makes two names one person
 _VOWELS = frozenset("AEIOU")
@@ -259,7 +262,9 @@ class PersonDuplicateDetector:
         Initial coefficients (``"intercept"`` and feature weights); defaults to
         :data:`PRIOR`. A saved :meth:`scorer_state` can be passed back here
         (one saved by the earlier feature set, before ``place_agree`` and
-        friends, is ignored: its weights name features no longer computed).
+        friends, is ignored: its weights name features no longer computed; one
+        saved before ``nik_near`` and the ``noid_*`` features gets
+        :data:`PRIOR`'s weights for them).
     sketch_width, sketch_depth
         Size of the count-min sketch of name frequencies.
     model_version
@@ -306,6 +311,8 @@ class PersonDuplicateDetector:
             # longer computed): its weights would score today's features wrongly.
             prior = None
         self.prior = dict(PRIOR if prior is None else prior)
+        for name in _ADDED:
+            self.prior.setdefault(name, PRIOR[name])
         self.sketch_width = sketch_width
         self.sketch_depth = sketch_depth
         self.model_version = model_version

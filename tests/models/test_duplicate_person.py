@@ -333,6 +333,14 @@ def test_scorer_state_of_the_earlier_feature_set_is_not_reused():
     assert "sex_equal" not in det.scorer_state()
 
 
+def test_scorer_state_saved_before_the_no_id_features_gets_their_prior_weights():
+    saved = {k: v for k, v in PRIOR.items() if k not in ("nik_near", "noid_addr", "noid_same_regency")}
+    saved["name_close"] = 7.0  # moved by verdicts: kept
+    state = PersonDuplicateDetector({}, SECRET, prior=saved).scorer_state()
+    assert state["noid_addr"] == PRIOR["noid_addr"] and state["nik_near"] == PRIOR["nik_near"]
+    assert state["name_close"] == 7.0
+
+
 def febrl_like(eid, name, dob, address, number):
     """A list without NIK, sex, birth place or household (another source; FEBRL)."""
     return {"event_id": eid, "occurred_at": "2026-01-05T10:00:00+07:00", "action": "add",
