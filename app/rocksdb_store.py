@@ -7,10 +7,7 @@ so a worker's RSS climbs with what it has written (the soak showed ~26 MB a
 minute at 75 events/s) towards gigabytes. RocksDB's answer for many databases
 in one process is a shared ``WriteBufferManager`` (flushes the largest
 memtable once the total passes the limit) and a shared block cache; this
-store gives every database the same two objects. Writes wait for a flush
-when the total is over the limit (``allow_stall``): without it, on a busy
-machine the flushes fell behind and memtables reached 13-24 MB on an 8 MB
-budget (with it: 7 MB, same load).
+store gives every database the same two objects.
 
 The store is registered as ``pantau-rocksdb://``; :func:`configure` sets the
 budget before the app opens its first table (``app.worker.faust_app`` does).
@@ -36,7 +33,7 @@ class _Budget:
 
 def configure(memtable_bytes: int, block_cache_bytes: int) -> None:
     """Set the worker-wide memory for memtables and for the block cache (once per process)."""
-    _Budget.write_buffers = rocksdict.WriteBufferManager(memtable_bytes, True)  # True: stall writes over budget
+    _Budget.write_buffers = rocksdict.WriteBufferManager(memtable_bytes, False)
     _Budget.block_cache = rocksdict.Cache(block_cache_bytes)
 
 
