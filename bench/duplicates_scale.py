@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import itertools
 import json
 import os
@@ -72,6 +71,7 @@ import models.duplicate_person
 from models.duplicate_nik import NikDuplicateDetector
 from models.duplicate_nik import _fingerprint as nik_fingerprint
 from models.duplicate_person import PersonDuplicateDetector
+from models.privacy import keyed_hash
 
 SECRET = b"scale-secret"
 STORES = ("nik_index", "person_keys", "person_blocks")
@@ -350,43 +350,23 @@ def _clean(field: str) -> bytes:
 
 
 class _FastKeyedHash:
-    """:func:`models.privacy.keyed_hash`, the same 32 hex digits, for the bulk load:
-    HMAC-SHA256 from the key's inner and outer states computed once (the model
-    copies a Python ``hmac`` object per hash), and the blocking keys other than
-    ``r`` (name sound + date or year, which repeat) remembered."""
+    """:func:`models.privacy.keyed_hash` with a far larger memo, for the bulk load:
+    the blocking keys other than ``r`` (name sound + date or year) repeat across
+    millions of voters, while NIK hashes never do and stay out of the memo."""
 
     MEMO = 4_000_000
 
     def __init__(self):
-        self.states: dict[bytes, tuple] = {}
         self.memo: dict[tuple[bytes, str], str] = {}
-        self.last: tuple = (None, None, None)  # a record's NIK is hashed twice in a row
 
     def __call__(self, secret: bytes, value: str) -> str:
-        memo = value[1:2] == "|" and value[:1] in "fslyn"
-        if memo:
-            h = self.memo.get((secret, value))
-            if h is not None:
-                return h
-        elif self.last[0] == value and self.last[1] == secret:
-            return self.last[2]
-        st = self.states.get(secret)
-        if st is None:
-            key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
-            key = key.ljust(64, b"\0")
-            st = self.states[secret] = (hashlib.sha256(bytes(x ^ 0x36 for x in key)),
-                                        hashlib.sha256(bytes(x ^ 0x5C for x in key)))
-        inner = st[0].copy()
-        inner.update(value.encode("utf-8"))
-        outer = st[1].copy()
-        outer.update(inner.digest())
-        h = outer.hexdigest()[:32]
-        if memo:
+        if not (value[1:2] == "|" and value[:1] in "fslyn"):
+            return keyed_hash(secret, value)
+        h = self.memo.get((secret, value))
+        if h is None:
             if len(self.memo) >= self.MEMO:
                 self.memo.clear()
-            self.memo[(secret, value)] = h
-        else:
-            self.last = (value, secret, h)
+            h = self.memo[(secret, value)] = keyed_hash(secret, value)
         return h
 
 

@@ -15,12 +15,14 @@ True
 False
 >>> len(keyed_hash(b"secret", "x"))
 32
+>>> import hmac; long = b"k" * 100   # the same digest as the standard library's HMAC, long keys included
+>>> keyed_hash(long, "x") == hmac.new(long, b"x", hashlib.sha256).hexdigest()[:32]
+True
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from functools import lru_cache
 from typing import Any
 
@@ -36,9 +38,12 @@ def mask_nik(nik: str | None) -> str:
 
 
 @lru_cache(maxsize=64)
-def _keyed(secret: bytes) -> Any:
-    # HMAC's key schedule, done once per secret; each hash copies it.
-    return hmac.new(secret, digestmod=hashlib.sha256)
+def _keyed(secret: bytes) -> tuple[Any, Any]:
+    # HMAC's key schedule (RFC 2104), done once per secret: the inner and outer
+    # SHA-256 states after the padded key. Each hash copies both, about twice
+    # as fast as copying an ``hmac`` object.
+    key = (hashlib.sha256(secret).digest() if len(secret) > 64 else secret).ljust(64, b"\0")
+    return hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
 
 @lru_cache(maxsize=16_384)
@@ -49,6 +54,9 @@ def keyed_hash(secret: bytes, value: str) -> str:
     index's key size compared with the full digest. Recent results are
     cached: one event asks for the same hashes in several detectors.
     """
-    h = _keyed(secret).copy()
-    h.update(value.encode("utf-8"))
-    return h.hexdigest()[:32]
+    inner_state, outer_state = _keyed(secret)
+    inner = inner_state.copy()
+    inner.update(value.encode("utf-8"))
+    outer = outer_state.copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()[:32]
