@@ -59,14 +59,18 @@ def _when(event: dict) -> datetime | None:
         return None
 
 
+def _digit(counts: np.ndarray, which: str) -> np.ndarray:
+    """The last or the second (from the left) digit of each count."""
+    if which == "last":
+        return counts % 10
+    # Second digit from the left: divide by 10**(ndigits - 2).
+    nd = np.floor(np.log10(np.maximum(counts, 1))).astype(int) + 1
+    return (counts // (10 ** np.maximum(nd - 2, 0))) % 10
+
+
 def _digit_hist(counts: np.ndarray, which: str) -> np.ndarray:
     """Histogram (10 bins) of last or second digits of counts >= 10, along the last axis."""
-    if which == "last":
-        d = counts % 10
-    else:
-        # Second digit from the left: divide by 10**(ndigits - 2).
-        nd = np.floor(np.log10(np.maximum(counts, 1))).astype(int) + 1
-        d = (counts // (10 ** np.maximum(nd - 2, 0))) % 10
+    d = _digit(counts, which)
     mask = counts >= 10
     if counts.ndim == 1:
         return np.bincount(d[mask], minlength=10).astype(float)
@@ -83,16 +87,14 @@ _LUT: dict[str, np.ndarray] = {}
 def _digit_luts(top: int) -> np.ndarray:
     """``(last digit) * 11 + (second digit)`` of every count ``0..top``, digit 10 for counts below 10.
 
-    Made by :func:`_digit_hist`'s own formulas applied to ``arange(top + 1)``,
-    so looking a count up gives exactly the digits the formulas give it.
+    Made by :func:`_digit` applied to ``arange(top + 1)``, so looking a count
+    up gives exactly the digits :func:`_digit_hist` gives it.
     """
     lut = _LUT.get("both")
     if lut is None or len(lut) <= top:
         ar = np.arange(max(top + 1, 1024))
-        nd = np.floor(np.log10(np.maximum(ar, 1))).astype(int) + 1
-        second = (ar // (10 ** np.maximum(nd - 2, 0))) % 10
         small = ar < 10
-        lut = (np.where(small, 10, ar % 10) * 11 + np.where(small, 10, second)).astype(np.intp)
+        lut = (np.where(small, 10, _digit(ar, "last")) * 11 + np.where(small, 10, _digit(ar, "second"))).astype(np.intp)
         _LUT["both"] = lut
     return lut
 
