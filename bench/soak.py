@@ -1,6 +1,7 @@
 """Soak: one ``pantau worker`` at a steady rate for a long time; memory, lag and latency per minute.
 
-Run: ``.venv/bin/python -m bench.soak --minutes 30 --rate 100 [--commit HEAD]`` (not part of ``make bench``).
+Run: ``.venv/bin/python -m bench.soak --minutes 30 --rate 100 [--commit HEAD]`` (not part of ``make bench``);
+RSS after a million events: ``--minutes 180 --rate 250 --until-processed 1000000``.
 
 The embedded broker and a fresh worker (RocksDB store); the simulator's mixed
 stream is sent at ``--rate`` with timestamps set to now, cycled with fresh
@@ -69,6 +70,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--alert-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--until-processed", type=int, default=None, metavar="N",
+                        help="stop at the end of the first minute with N events processed (for RSS after N events: "
+                             "send faster than the worker keeps up and give enough --minutes)")
     parser.add_argument("--commit", default=None, help="run the worker from this git revision (snapshot in /tmp)")
     args = parser.parse_args()
 
@@ -113,6 +117,9 @@ async def _soak(settings, worker: WorkerProcess, stream: CyclingStream, args) ->
               f"{fmt(result['p99']):>6}", flush=True)
         if worker.proc.poll() is not None:
             print("the worker exited:", worker.log_tail(), flush=True)
+            return
+        if args.until_processed and processed >= args.until_processed:
+            print(f"{processed:.0f} events processed: RSS {rss or 0:.0f} MB, data dir {data:.1f} MB", flush=True)
             return
 
 
