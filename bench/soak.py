@@ -1,7 +1,7 @@
 """Soak: one ``pantau worker`` at a steady rate for a long time; memory, lag and latency per minute.
 
 Run: ``.venv/bin/python -m bench.soak --minutes 30 --rate 100 [--commit HEAD]`` (not part of ``make bench``);
-RSS after a million events: ``--minutes 180 --rate 250 --until-processed 1000000``.
+RSS after a million events: ``--minutes 180 --rate 200 --backlog 1000000 --until-processed 1000000``.
 
 The embedded broker and a fresh worker (RocksDB store); the simulator's mixed
 stream is sent at ``--rate`` with timestamps set to now, cycled with fresh
@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -30,7 +31,9 @@ if __name__ == "__main__" and "--commit" in os.sys.argv:  # the snapshot must be
 
     os.environ["BENCH_CODE"] = str(_snapshot(os.sys.argv[os.sys.argv.index("--commit") + 1]))
 
-from bench.common import bench_settings, dir_bytes, ensure, http_get, pantau_processed, rss_mb  # noqa: E402
+from bench.common import (  # noqa: E402
+    WIB, bench_settings, dir_bytes, ensure, http_get, pantau_processed, produce_all, rss_mb,
+)
 from bench.latency import Stream, drive  # noqa: E402
 from bench.throughput import spawn  # noqa: E402
 from tests.conftest import WorkerProcess  # noqa: E402
@@ -71,8 +74,10 @@ def main() -> None:
     parser.add_argument("--alert-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--until-processed", type=int, default=None, metavar="N",
-                        help="stop at the end of the first minute with N events processed (for RSS after N events: "
-                             "send faster than the worker keeps up and give enough --minutes)")
+                        help="stop at the end of the first minute with N events processed")
+    parser.add_argument("--backlog", type=int, default=None, metavar="N",
+                        help="send N events at once before the first minute instead of --rate per second (their "
+                             "timestamps spaced 1/--rate apart, ending now), then only watch; no latency figures")
     parser.add_argument("--commit", default=None, help="run the worker from this git revision (snapshot in /tmp)")
     args = parser.parse_args()
 
@@ -90,9 +95,22 @@ def main() -> None:
             print(f"soak: {args.minutes} min at {args.rate} ev/s; worker log {worker.log_path}", flush=True)
             print("minute  sent  processed  lag  rss_MB  data_MB  rocks_MB  alerts  p50_ms  p99_ms", flush=True)
             stream = CyclingStream(events, args.alert_every, settings.app_id)
+            if args.backlog:
+                n, seconds = asyncio.run(produce_all(settings, _backlog(stream, args.backlog, args.rate)))
+                print(f"backlog: {n} events sent in {seconds:.0f} s", flush=True)
             asyncio.run(_soak(settings, worker, stream, args))
         finally:
             worker.stop()
+
+
+def _backlog(stream: CyclingStream, n: int, rate: float):
+    """``n`` events of ``stream`` as (stream, key, value bytes), event times 1/``rate`` s apart up to now."""
+    start = datetime.now(WIB) - timedelta(seconds=n / rate)
+    for i in range(n):
+        kind, key, value, _alerting = stream.next()
+        stamp = (start + timedelta(seconds=i / rate)).isoformat(timespec="milliseconds")
+        value["occurred_at" if kind == "registrations" else "submitted_at"] = stamp
+        yield kind, key, orjson.dumps(value)
 
 
 def rocksdb_mb(port: int) -> float:
@@ -105,7 +123,12 @@ async def _soak(settings, worker: WorkerProcess, stream: CyclingStream, args) ->
     sent_total = 0
     for minute in range(1, int(args.minutes + 0.999) + 1):
         seconds = min(60.0, args.minutes * 60 - (minute - 1) * 60)
-        result = await drive(settings, stream, args.rate, seconds, drain=0, reset="latest")
+        if args.backlog:
+            await asyncio.sleep(seconds)
+            result = {"sent": args.backlog if minute == 1 else 0, "alerted": 0, "alerting": 0, "p50": None,
+                      "p99": None}
+        else:
+            result = await drive(settings, stream, args.rate, seconds, drain=0, reset="latest")
         sent_total += result["sent"]
         processed = await asyncio.to_thread(pantau_processed, settings.web_port)
         rss = rss_mb(worker.proc.pid)
