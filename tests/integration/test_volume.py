@@ -14,7 +14,8 @@ from tests.volume_shape import spike_and_silence
 pytestmark = pytest.mark.integration
 
 
-async def volume_alerts(settings, want: int, timeout: float = 120.0) -> list[dict]:
+async def volume_alerts(settings, done, timeout: float = 120.0) -> list[dict]:
+    """Volume alerts on the alerts topic, read from the start until ``done(alerts)`` or ``timeout``."""
     import time
 
     import orjson
@@ -31,7 +32,7 @@ async def volume_alerts(settings, want: int, timeout: float = 120.0) -> list[dic
         while time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 out += [a for a in map(lambda r: orjson.loads(r.value), records) if a["detector"] == "volume"]
-            if sum(a["status"] == "resolved" for a in out) >= want:
+            if done(out):
                 break
     finally:
         await consumer.stop()
@@ -61,11 +62,21 @@ def test_spike_and_silence_are_raised_then_resolved(worker_factory):
     run(produce(s, first))
     worker.wait_metric("pantau_events_total", len(first), stream="results", outcome="processed")
     run(produce(s, [r for r in records if (murmur2(r[1]) & 0x7FFFFFFF) % 2 == 1]))
-    alerts = run(volume_alerts(s, want=6))
     series = "results/regency=3273/source=all"
+
+    def spike_and_silence_of(alerts: list[dict]) -> tuple[list[dict], list[dict]]:
+        mine = [a for a in alerts if a["subject"]["id"] == series]
+        return ([a for a in mine if a["evidence"]["direction"] == "spike" and overlaps(a, windows["spike"])],
+                [a for a in mine if overlaps(a, windows["silence"]) and a["evidence"]["direction"] == "drop"])
+
+    def both_resolved(alerts: list[dict]) -> bool:
+        # Wait for these two series' alerts to end, not for a count of any
+        # resolved alerts: other series' alerts may come first.
+        return all(any(a["status"] == "resolved" for a in found) for found in spike_and_silence_of(alerts))
+
+    alerts = run(volume_alerts(s, both_resolved))
     mine = [a for a in alerts if a["subject"]["id"] == series]
-    spike = [a for a in mine if a["evidence"]["direction"] == "spike" and overlaps(a, windows["spike"])]
-    silence = [a for a in mine if overlaps(a, windows["silence"]) and a["evidence"]["direction"] == "drop"]
+    spike, silence = spike_and_silence_of(alerts)
     assert spike and silence, [(a["status"], a["evidence"]["direction"], a["window"]) for a in mine]
     for found in (spike, silence):
         assert {a["alert_id"] for a in found} == {found[0]["alert_id"]}, "one alert per series while it lasts"
@@ -115,7 +126,7 @@ def test_simulator_spikes_and_silences_are_raised_and_resolved(worker_factory):
     alerts: list[dict] = []
     deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline and not found(alerts):
-        alerts = run(volume_alerts(s, want=10**6, timeout=3.0))
+        alerts = run(volume_alerts(s, found, timeout=3.0))
     final = last_versions(alerts)
     result = score(final, labels)["volume"]
     print(f"volume alerts against the simulator's labels: {result}")
