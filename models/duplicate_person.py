@@ -53,6 +53,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import struct
 from collections.abc import MutableMapping
 from functools import lru_cache
 
@@ -211,10 +212,11 @@ class _CountMinSketch:
         self.depth = depth
         self.table = np.zeros((depth, width), dtype=np.int32)
         self.total = 0
+        self._words = struct.Struct(f"<{depth}I").unpack  # the digest as little-endian 32-bit words, in one call
 
     def _cols(self, item: str) -> list[int]:
-        d = hashlib.blake2b(item.encode(), digest_size=4 * self.depth).digest()
-        return [int.from_bytes(d[4 * i: 4 * i + 4], "little") % self.width for i in range(self.depth)]
+        w = self.width
+        return [x % w for x in self._words(hashlib.blake2b(item.encode(), digest_size=4 * self.depth).digest())]
 
     def add(self, item: str) -> None:
         for row, col in enumerate(self._cols(item)):
@@ -487,16 +489,21 @@ class PersonDuplicateDetector:
         recorded for the alert, not scored), except birth date and sex: they
         must agree, and a missing one counts against a match.
         """
+        if sim is None:
+            sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
+        return self._features(a, b, sim, slip, _date_rel(a[4], b[4]),
+                              max(self.name_commonness(a[3]), self.name_commonness(b[3])))
+
+    def _features(self, a: list, b: list, sim: float, slip: bool | None, rel: str, common: float) -> dict[str, float]:
+        # features() with the parts _compare already has (name similarity,
+        # date relation, the larger name commonness) passed in.
         x: dict[str, float] = {}
         ta, tb = a[3].split(), b[3].split()
-        if sim is None:
-            sim = name_similarity(ta, tb) if a[3] and b[3] else 0.0
         x["name_sim"] = sim
         x["name_close"] = round(_clip01((sim - 0.8) / 0.2), 4)
         x["name_weak"] = round(_clip01((0.8 - sim) / 0.25), 4)  # below the usual gate: needs support
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
-        x["name_common"] = max(self.name_commonness(a[3]), self.name_commonness(b[3]))
-        rel = _date_rel(a[4], b[4])
+        x["name_common"] = common
         for r in ("equal", "swap", "typo", "part", "missing", "differ"):
             x[f"dob_{r}"] = float(rel == r)
         x["dob_default"] = float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
@@ -516,18 +523,8 @@ class PersonDuplicateDetector:
         else:
             # Sex is evidence that must agree: unknown on a side costs on its own (sex_missing).
             x["sex_agree"], x["sex_missing"] = 0.0, 1.0
-        if a[8] and b[8]:
-            # Place names are short: Jakarta / Yogyakarta are 0.82 alike and different.
-            place = fuzz.ratio(a[8], b[8]) / 100
-            x["place_agree"] = round(max(-1.0, min(1.0, (place - 0.9) / 0.05)), 4)
-            x["place_missing"] = 0.0
-        else:
-            x["place_agree"], x["place_missing"] = 0.0, 1.0
-        if a[9] and b[9]:
-            x["addr_close"] = round(_clip01((fuzz.token_set_ratio(a[9], b[9]) / 100 - 0.5) / 0.5), 4)
-            x["addr_missing"] = 0.0
-        else:
-            x["addr_close"], x["addr_missing"] = 0.0, 1.0
+        x["place_agree"], x["place_missing"] = _place_agree(a, b), float(not (a[8] and b[8]))
+        x["addr_close"], x["addr_missing"] = _addr_close(a, b), float(not (a[9] and b[9]))
         x["rtrw_equal"] = float(a[10] != "/" and a[10] == b[10])
         if a[11] and b[11]:
             x["nkk_equal"], x["nkk_missing"] = float(a[11] == b[11]), 0.0
@@ -659,45 +656,91 @@ class PersonDuplicateDetector:
         out = []
         toks = rec[3].split()
         strong = self.min_name_similarity
-        # Cheap gates first: most block members have another name or birth
-        # date, and the features cost ten times more than the name.
-        near = []
-        best_in_household: dict[str, float] = {}
         # Common names fill blocks with one spelling, and one record visits up
-        # to eight blocks: each distinct name is compared once per record.
+        # to six blocks: each distinct name is compared once per record.
         memo = self.__dict__.get("_sim_memo")
         if memo is None or memo[0] != rec[3]:
             memo = (rec[3], {})
             self.__dict__["_sim_memo"] = memo
         sims = memo[1]
-        for c in candidates:
-            if c[1] == rec[1] or c[0] == rec[0]:
-                continue  # same NIK is duplicate_nik's business; never match oneself
+
+        def sim_of(c: list) -> float:
             sim = sims.get(c[3])
             if sim is None:
                 sim = sims[c[3]] = name_similarity(toks, c[3].split()) if toks and c[3] else 0.0
                 if len(sims) > 4096:
                     sims.clear()
-            if sim >= _WEAKEST_NAME:
-                near.append((c, sim))
-                if c[11] and sim > best_in_household.get(c[11], 0.0):
-                    best_in_household[c[11]] = sim
-        for c, sim in near:
-            if c[11] and best_in_household[c[11]] >= max(sim + 0.03, strong):
-                # One household holds a closer name: the record is that
-                # member's, and this one is a twin or sibling of theirs.
+            return sim
+
+        # Cheapest gate first: the birth date. Most block members were born on
+        # another day (the y and n blocks hold a birth year, or no date, of
+        # one name sound), and the date costs a twentieth of the name. The
+        # gates are the same as name first, date second: a pair is skipped if
+        # any one of them says so, and none has a side effect.
+        rec0, rec1, a4, a6 = rec[0], rec[1], rec[4], rec[6]
+        a_ymd = _ymd(a4) if a4 else None
+        ay, am, ad = (a4[:4], a4[5:7], a4[8:10]) if a4 else ("", "", "")
+        six = bool(a6) and len(a6) == 6  # a NIK's YYMMDD (always, from nik_birth): compared part by part
+        n6, n4, n2 = (a6[:2], a6[2:4], a6[4:6]) if six else ("", "", "")
+        with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
+        kept = []
+        for c in candidates:
+            if c[1] == rec1 or c[0] == rec0:
+                continue  # same NIK is duplicate_nik's business; never match oneself
+            b = c[4]
+            # _date_rel's "differ" (two of year, month, day wrong, and not a
+            # swap), inline and day first: it decides most members here.
+            if a4 and b and b[8:10] != ad and b[5:7] != am and not (b[:4] == ay and b[8:10] == am and b[5:7] == ad):
+                if not with_ids or not _near_slip(rec, c):
+                    # _nik_cross, with _ymd(b) == a6 tested part by part, day first
+                    if not ((a_ymd and c[6] and a_ymd == c[6]) or (a6 and (
+                            b[8:10] == n2 and b[5:7] == n4 and b[2:4] == n6 if six else _ymd(b) == a6))):
+                        continue  # two birth dates far apart, unless one NIK says the other's date
+                    kept.append((c, "differ", False))
+                else:
+                    kept.append((c, "differ", True))
                 continue
-            rel = _date_rel(rec[4], c[4])
-            slip = _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
+            rel = _date_rel(a4, b)
+            slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
             if rel == "differ" and not slip and not _nik_cross(rec, c):
-                continue  # two birth dates far apart, unless one NIK says the other's date
-            if sim < strong and not slip and (rel not in ("equal", "swap") or rec[5] != c[5]
-                                              or not any(len(t) > 2 and t in c[3].split() for t in toks)):
+                continue
+            kept.append((c, rel, slip))
+        if not kept:
+            return out
+        households: dict[str, list] | None = None
+        best_in_household: dict[str, float] = {}
+        common: dict[str, float] = {}  # name_commonness per name: the sketch does not change in here
+        for c, rel, slip in kept:
+            sim = sim_of(c)
+            if sim < _WEAKEST_NAME:
+                continue
+            if c[11]:
+                best = best_in_household.get(c[11])
+                if best is None:
+                    # The closest name among this household's members in the
+                    # block (all of them, whatever their birth date): this one
+                    # is among them, so members below the name gate never win.
+                    if households is None:
+                        households = {}
+                        for m in candidates:
+                            if m[11] and m[1] != rec[1] and m[0] != rec[0]:
+                                households.setdefault(m[11], []).append(m)
+                    best = best_in_household[c[11]] = max(sim_of(m) for m in households[c[11]])
+                if best >= max(sim + 0.03, strong):
+                    # One household holds a closer name: the record is that
+                    # member's, and this one is a twin or sibling of theirs.
+                    continue
+            weak = sim < strong and not slip
+            if weak and (rel not in ("equal", "swap") or rec[5] != c[5]
+                         or not any(len(t) > 2 and t in c[3].split() for t in toks)):
                 continue  # a weaker name needs one of its words, the birth date and sex to agree ...
-            x = self.features(rec, c, sim, slip)
-            if sim < strong and not slip and (x["addr_close"] >= 0.8) + x["same_regency"] + x["nkk_equal"] + \
-                    (x["place_agree"] >= 0.5) < 2:
+            if weak and (_addr_close(rec, c) >= 0.8) + (bool(rec[14]) and rec[14] == c[14]) + \
+                    bool(rec[11] and c[11] and rec[11] == c[11]) + (_place_agree(rec, c) >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
+            for name in (rec[3], c[3]):
+                if name not in common:
+                    common[name] = self.name_commonness(name)
+            x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]))
             p = self.score(x)
             if p >= self.threshold:
                 out.append(self._finding(rec, c, x, p, event))
@@ -758,6 +801,21 @@ def _date_rel(a: str | None, b: str | None) -> str:
     if cd and a[8:10].isdigit() and b[8:10].isdigit() and abs(int(a[8:10]) - int(b[8:10])) == 1:
         return "typo"
     return "part"
+
+
+def _place_agree(a: list, b: list) -> float:
+    """The ``place_agree`` feature: +1 same birth place, -1 another, 0 unknown."""
+    if not (a[8] and b[8]):
+        return 0.0
+    # Place names are short: Jakarta / Yogyakarta are 0.82 alike and different.
+    return round(max(-1.0, min(1.0, (fuzz.ratio(a[8], b[8]) / 100 - 0.9) / 0.05)), 4)
+
+
+def _addr_close(a: list, b: list) -> float:
+    """The ``addr_close`` feature: how alike the addresses are, 0 if either is unknown."""
+    if not (a[9] and b[9]):
+        return 0.0
+    return round(_clip01((fuzz.token_set_ratio(a[9], b[9]) / 100 - 0.5) / 0.5), 4)
 
 
 def _ymd(d: str) -> str:
