@@ -172,6 +172,7 @@ _UNSCORED = frozenset({"name_sim", "place_missing", "addr_missing", "nkk_missing
 _WEAKEST_NAME = 0.55  # below this no agreement of other fields makes two names one person
 _VOWELS = frozenset("AEIOU")
 _DEFAULT_DATES = frozenset({"01-01", "07-01", "12-31"})
+_DOB_KEYS = tuple((r, "dob_" + r) for r in ("equal", "swap", "typo", "part", "missing", "differ"))
 _COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
 
 
@@ -504,8 +505,8 @@ class PersonDuplicateDetector:
         x["name_weak"] = round(_clip01((0.8 - sim) / 0.25), 4)  # below the usual gate: needs support
         x["name_exact"] = float(bool(a[3]) and a[3] == b[3])
         x["name_common"] = common
-        for r in ("equal", "swap", "typo", "part", "missing", "differ"):
-            x[f"dob_{r}"] = float(rel == r)
+        for r, key in _DOB_KEYS:
+            x[key] = float(rel == r)
         x["dob_default"] = float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
         # A typed birth date that disagrees with the other record's but equals
         # the date in the other NIK: a slip in the form, not another person.

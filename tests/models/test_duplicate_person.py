@@ -384,3 +384,85 @@ def test_a_far_birth_date_is_scored_when_the_numbers_are_one_slip_apart():
     assert det.process_one(febrl_like("e3", "holly white", "1977-02-14", "57 boolee street", "5512093")) == []
     rec = det.compact(febrl_like("e4", "holly white", None, "", "1804974"))
     assert "1804974" not in json.dumps(rec) and "804974" not in json.dumps(rec)
+
+
+def test_the_closer_name_in_a_household_counts_whatever_its_birth_date():
+    # _compare tests the birth date before the name; the household rule still
+    # looks at every member: Nanda (the closer name, another birth date) keeps
+    # Nandi, her sister with the record's birth date, from being matched.
+    det = PersonDuplicateDetector({}, SECRET, threshold=0.0)  # every pair past the gates
+    nanda = det.compact(person("e1", "Siti Nanda", dob="1971-09-23", serial=1))
+    nandi = det.compact(person("e2", "Siti Nandi", dob="1995-04-04", serial=2))
+    rec = det.compact(moved("e3", "Siti Nanda", 9, dob="1995-04-04"))
+    ev = moved("e3", "Siti Nanda", 9, dob="1995-04-04")
+    assert [f.event_ids for f in det._compare(rec, [nandi], ev)] == [["e3", "e2"]]
+    assert det._compare(rec, [nanda, nandi], ev) == []
+
+
+def _name_first_compare(det, rec, candidates):
+    """_compare as it was written before the birth date went first (the reference):
+    the name of every member, the household's closest name, then the date and the other gates."""
+    from models.duplicate_person import _WEAKEST_NAME, _date_rel, _near_slip, _nik_cross
+    from models.names import name_similarity
+
+    toks, strong, out = rec[3].split(), det.min_name_similarity, []
+    near, best_in_household = [], {}
+    for c in candidates:
+        if c[1] == rec[1] or c[0] == rec[0]:
+            continue
+        sim = name_similarity(toks, c[3].split()) if toks and c[3] else 0.0
+        if sim >= _WEAKEST_NAME:
+            near.append((c, sim))
+            if c[11] and sim > best_in_household.get(c[11], 0.0):
+                best_in_household[c[11]] = sim
+    for c, sim in near:
+        if c[11] and best_in_household[c[11]] >= max(sim + 0.03, strong):
+            continue
+        rel, slip = _date_rel(rec[4], c[4]), _near_slip(rec, c)
+        if rel == "differ" and not slip and not _nik_cross(rec, c):
+            continue
+        if sim < strong and not slip and (rel not in ("equal", "swap") or rec[5] != c[5]
+                                          or not any(len(t) > 2 and t in c[3].split() for t in toks)):
+            continue
+        x = det.features(rec, c, sim, slip)
+        if sim < strong and not slip and (x["addr_close"] >= 0.8) + x["same_regency"] + x["nkk_equal"] + \
+                (x["place_agree"] >= 0.5) < 2:
+            continue
+        p = det.score(x)
+        if p >= det.threshold:
+            out.append((c[0], round(p, 4), x))
+    return out
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_compare_finds_what_the_name_first_order_found(threshold):
+    import random
+
+    rng = random.Random(5)
+    names = ["Siti Nanda", "Siti Nandi", "Sitinanda", "Nanda", "Siti Nanda Lubis", "Sri Wahyuni", "Sri Wahyu",
+             "Dewi Ratnasari", "Dewy Ratna Sari", "Muhammad Putra", "Muhammad Putri", "M. Putra", "Nurhayati",
+             "Nurhajati", "Putra Nurhayati", "", "Andi", "Andri"]
+    dates = ["1990-01-05", "1990-05-01", "1990-01-06", "1990-01-15", "1991-01-05", "1990-11-05", "1985-07-23",
+             "1990-01-01", "1990-70-01", None]
+    numbers = [None, None, "1804974", "1809474", "1804947"]  # another list's numbers one slip apart
+    det = PersonDuplicateDetector({}, SECRET, threshold=threshold)
+    for tok in ("NANDA", "NANDI", "PUTRA", "PUTRI", "NURHAYATI"):
+        for _ in range(rng.choice([1, 50, 300])):
+            det.names.add("t:" + tok)
+    recs = []
+    for i in range(60):
+        dob, sex = rng.choice(dates), rng.choice("LP")
+        ev = person(f"e{i}", rng.choice(names), dob=dob, sex=sex, serial=i, nik_dob=rng.choice(dates[:-1]),
+                    nkk=rng.choice(["3273010101010001", "3273010101010002", None]),
+                    place=rng.choice(["Bandung", "Medan", None]), regency=rng.choice(["3273", "3201"]),
+                    address=rng.choice(["Jl. Merdeka No. 5", "Gg. Melati 12", None]),
+                    nik=rng.choice(numbers), marital=rng.choice(["S", "K"]))
+        det.names.add(det.compact(ev)[3])
+        recs.append((ev, det.compact(ev)))
+    pairs = 0
+    for ev, rec in recs:
+        block = [c for _, c in rng.sample(recs, 25)]
+        got = [(f.event_ids[1], f.score, f.evidence["features"]) for f in det._compare(rec, block, ev)]
+        assert got == _name_first_compare(det, rec, block)
+        pairs += len(got)
+    assert pairs > (60 if threshold == 0.0 else 3)  # the gates let pairs through, not only skip them
