@@ -205,6 +205,14 @@ def _clip01(x: float) -> float:
     return 0.0 if x < 0 else (1.0 if x > 1 else x)
 
 
+@lru_cache(maxsize=8_192)
+def _sketch_cols(item: str, width: int, depth: int) -> tuple[int, ...]:
+    # The columns depend on the string alone, and a record's names and the
+    # common names of its blocks come back in every pair: hash each once.
+    words = struct.unpack(f"<{depth}I", hashlib.blake2b(item.encode(), digest_size=4 * depth).digest())
+    return tuple(x % width for x in words)
+
+
 class _CountMinSketch:
     """Bounded approximate counts of strings (normalised full names); holds no names."""
 
@@ -213,11 +221,9 @@ class _CountMinSketch:
         self.depth = depth
         self.table = np.zeros((depth, width), dtype=np.int32)
         self.total = 0
-        self._words = struct.Struct(f"<{depth}I").unpack  # the digest as little-endian 32-bit words, in one call
 
-    def _cols(self, item: str) -> list[int]:
-        w = self.width
-        return [x % w for x in self._words(hashlib.blake2b(item.encode(), digest_size=4 * self.depth).digest())]
+    def _cols(self, item: str) -> tuple[int, ...]:
+        return _sketch_cols(item, self.width, self.depth)
 
     def add(self, item: str) -> None:
         for row, col in enumerate(self._cols(item)):
@@ -463,7 +469,7 @@ class PersonDuplicateDetector:
         """Approximate number of records with this normalised name word."""
         return self.names.count("t:" + token)
 
-    def _variant_evidence(self, ta: list[str], tb: list[str]) -> tuple[float, float]:
+    def _variant_evidence(self, ta: list[str], tb: list[str], counts: dict | None = None) -> tuple[float, float]:
         """(rarity, sibling) of the one word in which two names differ.
 
         ``rarity`` is how much less often the rarer spelling has been seen than
@@ -478,7 +484,10 @@ class PersonDuplicateDetector:
         if len(da) != 1 or len(db) != 1:
             return 0.0, 0.0
         wa, wb = da[0], db[0]
-        ca, cb = max(self.token_count(wa), 1), max(self.token_count(wb), 1)
+        if counts is None:
+            ca, cb = max(self.token_count(wa), 1), max(self.token_count(wb), 1)
+        else:  # _compare's memo: the sketch does not change while it runs
+            ca, cb = (counts[w] if w in counts else counts.setdefault(w, max(self.token_count(w), 1)) for w in (wa, wb))
         rarity = round(_clip01(math.log10(max(ca, cb) / min(ca, cb)) / 2.0), 4)
         sibling = float(len(wa) == len(wb) > 2 and wa[:-1] == wb[:-1] and wa[-1] in _VOWELS and wb[-1] in _VOWELS)
         return rarity, sibling
@@ -495,9 +504,10 @@ class PersonDuplicateDetector:
         return self._features(a, b, sim, slip, _date_rel(a[4], b[4]),
                               max(self.name_commonness(a[3]), self.name_commonness(b[3])))
 
-    def _features(self, a: list, b: list, sim: float, slip: bool | None, rel: str, common: float) -> dict[str, float]:
+    def _features(self, a: list, b: list, sim: float, slip: bool | None, rel: str, common: float,
+                  counts: dict | None = None) -> dict[str, float]:
         # features() with the parts _compare already has (name similarity,
-        # date relation, the larger name commonness) passed in.
+        # date relation, the larger name commonness, its memo of word counts) passed in.
         x: dict[str, float] = {}
         ta, tb = a[3].split(), b[3].split()
         x["name_sim"] = sim
@@ -549,7 +559,7 @@ class PersonDuplicateDetector:
         sa, sb = set(ta), set(tb)
         subset = bool(sa and sb) and (sa < sb or sb < sa)  # a married name adds words
         differs = 0.0 if subset else x["nkk_equal"] * _clip01((0.97 - sim) / 0.07)
-        rarity, sibling = self._variant_evidence(ta, tb)
+        rarity, sibling = self._variant_evidence(ta, tb, counts)
         typo_like = rarity * (1.0 - sibling)
         x["variant_rare"] = round(typo_like, 4)
         x["household_name_differs"] = round(differs * (1.0 - typo_like), 4)
@@ -564,7 +574,9 @@ class PersonDuplicateDetector:
 
     def score(self, features: dict[str, float]) -> float:
         """Probability that a pair with these features is one person."""
-        x = {k: v for k, v in features.items() if k not in _UNSCORED}
+        x = features.copy()  # the same keys in the same order as a comprehension, five times faster
+        for k in _UNSCORED:
+            x.pop(k, None)
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
     def learn_feedback(self, features: dict[str, float], is_duplicate: bool) -> None:
@@ -711,6 +723,7 @@ class PersonDuplicateDetector:
         households: dict[str, list] | None = None
         best_in_household: dict[str, float] = {}
         common: dict[str, float] = {}  # name_commonness per name: the sketch does not change in here
+        counts: dict[str, int] = {}  # and the name words' counts (_variant_evidence)
         for c, rel, slip in kept:
             sim = sim_of(c)
             if sim < _WEAKEST_NAME:
@@ -741,7 +754,7 @@ class PersonDuplicateDetector:
             for name in (rec[3], c[3]):
                 if name not in common:
                     common[name] = self.name_commonness(name)
-            x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]))
+            x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]), counts)
             p = self.score(x)
             if p >= self.threshold:
                 out.append(self._finding(rec, c, x, p, event))

@@ -263,7 +263,7 @@ def _squeeze(joined: str) -> str:
     return _DOUBLED.sub(r"\1", joined) if _DOUBLED.search(joined) else joined
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def _spelled(joined: str) -> str:
     """``_squeeze(_fold(joined))``, cached: one record meets the same names in several blocks,
     and its own name in every pair."""
