@@ -722,8 +722,17 @@ class PersonDuplicateDetector:
             return out
         households: dict[str, list] | None = None
         best_in_household: dict[str, float] = {}
-        common: dict[str, float] = {}  # name_commonness per name: the sketch does not change in here
-        counts: dict[str, int] = {}  # and the name words' counts (_variant_evidence)
+        # A pair's features depend on the two records and the name sketch
+        # only, and a namesake born the same day sits in most of a record's
+        # blocks: they are kept for the record while the sketch stays as it
+        # is (any add() changes its total), with the name commonness and the
+        # name words' counts they read.
+        names = self.names
+        pm = self.__dict__.get("_pair_memo")
+        if pm is None or pm[1] is not names.table or pm[2] != names.total or pm[0] != rec:
+            pm = (list(rec), names.table, names.total, {}, {}, {})
+            self.__dict__["_pair_memo"] = pm
+        done, common, counts = pm[3], pm[4], pm[5]
         for c, rel, slip in kept:
             sim = sim_of(c)
             if sim < _WEAKEST_NAME:
@@ -751,10 +760,15 @@ class PersonDuplicateDetector:
             if weak and (_addr_close(rec, c) >= 0.8) + (bool(rec[14]) and rec[14] == c[14]) + \
                     bool(rec[11] and c[11] and rec[11] == c[11]) + (_place_agree(rec, c) >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
-            for name in (rec[3], c[3]):
-                if name not in common:
-                    common[name] = self.name_commonness(name)
-            x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]), counts)
+            seen = done.get(c[0])
+            if seen is not None and seen[0] == c:
+                x = dict(seen[1])  # each finding its own dict, as before
+            else:
+                for name in (rec[3], c[3]):
+                    if name not in common:
+                        common[name] = self.name_commonness(name)
+                x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]), counts)
+                done[c[0]] = (list(c), dict(x))
             p = self.score(x)
             if p >= self.threshold:
                 out.append(self._finding(rec, c, x, p, event))

@@ -466,3 +466,17 @@ def test_compare_finds_what_the_name_first_order_found(threshold):
         assert got == _name_first_compare(det, rec, block)
         pairs += len(got)
     assert pairs > (60 if threshold == 0.0 else 3)  # the gates let pairs through, not only skip them
+
+
+def test_a_pairs_features_are_reused_only_while_the_name_sketch_stands_still():
+    det = PersonDuplicateDetector({}, SECRET, threshold=0.0)
+    ev = moved("e2", "Rina Marlina", 2)
+    rec, cand = det.compact(ev), det.compact(person("e1", "Rina Marlina"))
+    [first] = det._compare(rec, [cand], ev)
+    [again] = det._compare(rec, [cand], ev)  # another block of the same record
+    assert again.evidence == first.evidence and again.evidence["features"] is not first.evidence["features"]
+    for _ in range(1000):
+        det.names.add("RINA MARLINA")  # other records arrive between two blocks of this one
+    [later] = det._compare(rec, [cand], ev)
+    assert later.evidence["features"] == det.features(rec, cand)
+    assert later.evidence["features"]["name_common"] > first.evidence["features"]["name_common"] == 0.0
