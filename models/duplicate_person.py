@@ -469,7 +469,7 @@ class PersonDuplicateDetector:
         """Approximate number of records with this normalised name word."""
         return self.names.count("t:" + token)
 
-    def _variant_evidence(self, ta: list[str], tb: list[str], counts: dict | None = None) -> tuple[float, float]:
+    def _variant_evidence(self, ta: list[str], tb: list[str], counts: dict) -> tuple[float, float]:
         """(rarity, sibling) of the one word in which two names differ.
 
         ``rarity`` is how much less often the rarer spelling has been seen than
@@ -484,10 +484,10 @@ class PersonDuplicateDetector:
         if len(da) != 1 or len(db) != 1:
             return 0.0, 0.0
         wa, wb = da[0], db[0]
-        if counts is None:
-            ca, cb = max(self.token_count(wa), 1), max(self.token_count(wb), 1)
-        else:  # _compare's memo: the sketch does not change while it runs
-            ca, cb = (counts[w] if w in counts else counts.setdefault(w, max(self.token_count(w), 1)) for w in (wa, wb))
+        for w in (wa, wb):  # ``counts``: word counts already read (the sketch does not change meanwhile)
+            if w not in counts:
+                counts[w] = max(self.token_count(w), 1)
+        ca, cb = counts[wa], counts[wb]
         rarity = round(_clip01(math.log10(max(ca, cb) / min(ca, cb)) / 2.0), 4)
         sibling = float(len(wa) == len(wb) > 2 and wa[:-1] == wb[:-1] and wa[-1] in _VOWELS and wb[-1] in _VOWELS)
         return rarity, sibling
@@ -502,10 +502,10 @@ class PersonDuplicateDetector:
         if sim is None:
             sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
         return self._features(a, b, sim, slip, _date_rel(a[4], b[4]),
-                              max(self.name_commonness(a[3]), self.name_commonness(b[3])))
+                              max(self.name_commonness(a[3]), self.name_commonness(b[3])), {})
 
     def _features(self, a: list, b: list, sim: float, slip: bool | None, rel: str, common: float,
-                  counts: dict | None = None) -> dict[str, float]:
+                  counts: dict) -> dict[str, float]:
         # features() with the parts _compare already has (name similarity,
         # date relation, the larger name commonness, its memo of word counts) passed in.
         x: dict[str, float] = {}
@@ -537,10 +537,7 @@ class PersonDuplicateDetector:
         x["place_agree"], x["place_missing"] = _place_agree(a, b), float(not (a[8] and b[8]))
         x["addr_close"], x["addr_missing"] = _addr_close(a, b), float(not (a[9] and b[9]))
         x["rtrw_equal"] = float(a[10] != "/" and a[10] == b[10])
-        if a[11] and b[11]:
-            x["nkk_equal"], x["nkk_missing"] = float(a[11] == b[11]), 0.0
-        else:
-            x["nkk_equal"], x["nkk_missing"] = 0.0, 1.0
+        x["nkk_equal"], x["nkk_missing"] = float(_same_household(a, b)), float(not (a[11] and b[11]))
         # One address says more when no shared household explains it (family
         # members share both); a different NKK or address is no evidence
         # against (people move), so these only count for a match.
@@ -568,7 +565,7 @@ class PersonDuplicateDetector:
         x["marital_missing"] = float(not (a[12] and b[12]))
         x["marital_agree"] = 0.0 if not (a[12] and b[12]) else (1.0 if a[12] == b[12] else -1.0)
         x["disability_agree"] = 0.0 if not (a[13] or b[13]) else (1.0 if a[13] == b[13] else -1.0)
-        x["same_regency"] = float(bool(a[14]) and a[14] == b[14])
+        x["same_regency"] = float(_same_regency(a, b))
         x["noid_same_regency"] = x["same_regency"] * x["no_id_fields"]
         return x
 
@@ -757,8 +754,8 @@ class PersonDuplicateDetector:
             if weak and (rel not in ("equal", "swap") or rec[5] != c[5]
                          or not any(len(t) > 2 and t in c[3].split() for t in toks)):
                 continue  # a weaker name needs one of its words, the birth date and sex to agree ...
-            if weak and (_addr_close(rec, c) >= 0.8) + (bool(rec[14]) and rec[14] == c[14]) + \
-                    bool(rec[11] and c[11] and rec[11] == c[11]) + (_place_agree(rec, c) >= 0.5) < 2:
+            if weak and (_addr_close(rec, c) >= 0.8) + _same_regency(rec, c) + _same_household(rec, c) + \
+                    (_place_agree(rec, c) >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
             seen = done.get(c[0])
             if seen is not None and seen[0] == c:
@@ -844,6 +841,15 @@ def _addr_close(a: list, b: list) -> float:
     if not (a[9] and b[9]):
         return 0.0
     return round(_clip01((fuzz.token_set_ratio(a[9], b[9]) / 100 - 0.5) / 0.5), 4)
+
+
+def _same_regency(a: list, b: list) -> bool:
+    return bool(a[14]) and a[14] == b[14]
+
+
+def _same_household(a: list, b: list) -> bool:
+    """Both records carry the same NKK (an unknown one matches nothing)."""
+    return bool(a[11] and b[11]) and a[11] == b[11]
 
 
 def _ymd(d: str) -> str:
