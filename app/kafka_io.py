@@ -65,12 +65,19 @@ def broker_error(settings: Settings, exc: BaseException) -> str:
 
 def all_topics(settings: Settings) -> list[str]:
     from app.pipeline import ROUTE_KINDS
-    from app.worker import internal_topic_name
+    from app.worker import internal_topic_name, name_counts_topic
 
     return [
         settings.topic_registrations, settings.topic_results, settings.topic_feedback,
         settings.topic_alerts, settings.topic_dead_letters,
-    ] + [internal_topic_name(settings, k) for k in ROUTE_KINDS]
+    ] + [internal_topic_name(settings, k) for k in ROUTE_KINDS] + [name_counts_topic(settings)]
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Per-topic settings (by topic name) that Pantau's topics need beyond the broker's defaults."""
+    from app.worker import TOPIC_CONFIGS, name_counts_topic
+
+    return {name_counts_topic(settings): TOPIC_CONFIGS["name_counts"]}
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
@@ -86,8 +93,10 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         wanted = [t for t in (topics or all_topics(settings)) if t not in existing]
         if wanted:
             try:
+                configs = topic_configs(settings)
                 await admin.create_topics(
-                    [NewTopic(t, settings.partitions, settings.replication_factor) for t in wanted]
+                    [NewTopic(t, settings.partitions, settings.replication_factor, topic_configs=configs.get(t))
+                     for t in wanted]
                 )
             except TopicAlreadyExistsError:
                 pass

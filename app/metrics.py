@@ -110,6 +110,11 @@ class Metrics:
         self.index_entries = Gauge(
             "pantau_duplicate_index_entries", "Entries in the duplicate indexes held by this worker.", ["index"], registry=r
         )
+        self.name_counts = Gauge(
+            "pantau_duplicate_name_counts",
+            "Names and name words in this worker's name-frequency sketch (every worker's registrations).",
+            registry=r,
+        )
         self.rocksdb_memory = Gauge(
             "pantau_rocksdb_memory_bytes", "RocksDB memory of this worker's tables, against its shared budget.",
             ["kind"], registry=r,

@@ -20,6 +20,7 @@ from collections import defaultdict
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import AsyncIterator, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
@@ -53,6 +54,9 @@ TICK = "__tick__"
 #: consumer is about to commit offsets (see ``Worker._flush_before_commit``).
 ROUTE_FLUSH_SECONDS = 0.05
 ROUTE_FLUSH_EVENTS = 200
+#: Own name counts go to the name-count topic this often, in messages of at most this many names.
+NAME_COUNTS_FLUSH_SECONDS = 1.0
+NAME_COUNTS_PER_MESSAGE = 4096
 #: How long the producer waits to fill a request (Faust's ``producer_linger``; it adds at
 #: most this much to each hop of an event's path to its alert).
 PRODUCER_LINGER_SECONDS = 0.02
@@ -132,6 +136,16 @@ def internal_topic_name(settings: Settings, kind: str) -> str:
     return f"{settings.app_id}-route-{kind.replace('_', '-')}"
 
 
+#: Topic settings beyond the broker's defaults. The name counts are the sum of
+#: every message ever sent: none may expire (a broker's default is a week).
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {"name_counts": {"retention.ms": "-1", "retention.bytes": "-1"}}
+
+
+def name_counts_topic(settings: Settings) -> str:
+    """Every worker's name-count deltas (docs/duplicates.md, "Name counts across workers")."""
+    return f"{settings.app_id}-name-counts"
+
+
 class Worker:
     """Builds the Faust app for ``settings`` and holds what its agents share."""
 
@@ -148,6 +162,12 @@ class Worker:
         self._declare_tables()
         self.pipeline = Pipeline(settings, self._store)
         self.alerter = Alerter(self.tables["alerts"], coalesce_seconds=settings.alert_coalesce_seconds)
+        # Name counts are shared through a topic: this process's messages carry this id.
+        self._instance = uuid.uuid4().hex.encode()
+        self._name_counts_ready = asyncio.Event()
+        self._name_counts_unsent: list[bytes] = []
+        if self.pipeline.person_block is not None:
+            self.pipeline.person_block.share_name_counts()
         self._declare_agents()
         self._broker_was_up = False
         self._restored = False
@@ -172,10 +192,11 @@ class Worker:
     def _make_app(self) -> faust.App:
         return faust_app(self.settings)
 
-    def _topic(self, name: str) -> faust.TopicT:
+    def _topic(self, name: str, config: dict[str, str] | None = None) -> faust.TopicT:
         return self.app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
             partitions=self.settings.partitions, replicas=self.settings.replication_factor, internal=True,
+            config=config,
         )
 
     def _declare_topics(self) -> None:
@@ -189,6 +210,7 @@ class Worker:
         }
         for kind in ROUTE_KINDS:
             self.topics[kind] = self._topic(internal_topic_name(s, kind))
+        self.topics["name_counts"] = self._topic(name_counts_topic(s), TOPIC_CONFIGS["name_counts"])
 
     #: Tables written outside the partition of the event being processed (from
     #: timers, or with keys unrelated to the input key): their changelog
@@ -221,6 +243,7 @@ class Worker:
         app.timer(interval=ROUTE_FLUSH_SECONDS)(self._route_timer)
         app.timer(interval=1.0)(self._probe_broker)
         app.task(self._start_web)
+        app.task(self._share_name_counts)
 
     # -- agents -----------------------------------------------------------
     def _make_input_agent(self, stream: str):
@@ -410,6 +433,8 @@ class Worker:
 
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:
+            if kind == "person_block":
+                await self._await_name_counts()
             async for event in acked_after_body(events):
                 message = event.message
                 try:
@@ -494,6 +519,100 @@ class Worker:
                 self.pipeline.on_feedback(alert, feedback["verdict"] == "true_positive")
             self.metrics.events.labels("feedback", "processed").inc()
 
+    # -- name counts shared by all workers --------------------------------------
+    async def _await_name_counts(self) -> None:
+        # A broker that cannot serve the topic must not stop duplicate detection for good.
+        wait = self.settings.name_counts_wait_seconds
+        try:
+            await asyncio.wait_for(self._name_counts_ready.wait(), wait)
+        except asyncio.TimeoutError:
+            log.warning("name counts not read from %s within %.0f s (PANTAU_NAME_COUNTS_WAIT_SECONDS): "
+                        "comparing records with the counts read so far", name_counts_topic(self.settings), wait)
+            self._name_counts_ready.set()
+
+    async def _share_name_counts(self) -> None:
+        """Keep this worker's name sketch counting every worker's records, across restarts.
+
+        Each worker counts names only for the blocks of its own partitions, in
+        memory. Here it reads the name-count topic from its start (every
+        worker's deltas, its own earlier lives' too) before its first
+        comparison, then sends its own new counts every second and adds the
+        other workers' as they arrive.
+        """
+        person = self.pipeline.person_block
+        if person is None:
+            self._name_counts_ready.set()
+            return
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from app.kafka_io import client_options
+
+        topic = self.topics["name_counts"]
+        name = name_counts_topic(self.settings)
+        while True:
+            consumer = None
+            try:
+                await topic.maybe_declare()
+                consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None,
+                                            enable_auto_commit=False, auto_offset_reset="earliest")
+                await consumer.start()
+                await consumer.topics()  # metadata, so that the partitions are known
+                parts = consumer.partitions_for_topic(name) or range(self.settings.partitions)
+                tps = [TopicPartition(name, p) for p in sorted(parts)]
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                # Tansu's end offsets can be short by a batch (docs/broker.md): caught up
+                # means past them *and* a fetch that returned nothing.
+                end = await consumer.end_offsets(tps)
+                sent_at = time.monotonic()
+                while True:
+                    batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                    self._merge_name_counts(person, batch)
+                    if not self._name_counts_ready.is_set() and not batch and \
+                            await self._read_to(consumer, end):
+                        log.info("name counts read: %d names and words from %s", person.name_count_items, name)
+                        self._name_counts_ready.set()
+                    if self._name_counts_ready.is_set() and time.monotonic() - sent_at >= NAME_COUNTS_FLUSH_SECONDS:
+                        await self._send_name_counts(person)
+                        sent_at = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - counts are statistics: log, retry, never stop the worker
+                log.exception("sharing name counts failed; retrying in 5 s")
+                await asyncio.sleep(5.0)
+            finally:
+                if consumer is not None:
+                    await consumer.stop()
+
+    @staticmethod
+    async def _read_to(consumer: Any, end: dict) -> bool:
+        for tp, offset in end.items():
+            if await consumer.position(tp) < offset:
+                return False
+        return True
+
+    def _merge_name_counts(self, person: Any, batch: dict) -> None:
+        records = [r for rs in batch.values() for r in rs if r.key != self._instance]  # own ones: counted here
+        try:
+            person.merge_name_counts(*(r.value or b"" for r in records))  # at once: far cheaper on a read-back
+            return
+        except ValueError:
+            pass
+        for record in records:  # one is not a delta of this sketch: add the others, name the culprit
+            try:
+                person.merge_name_counts(record.value or b"")
+            except ValueError as exc:
+                log.error("name-count message at %s[%s]@%s skipped: %s", record.topic, record.partition,
+                          record.offset, exc)
+
+    async def _send_name_counts(self, person: Any) -> None:
+        unsent = self._name_counts_unsent
+        while delta := person.name_count_delta(NAME_COUNTS_PER_MESSAGE):
+            unsent.append(delta)
+        while unsent:  # what failed to go stays first in line
+            await self.topics["name_counts"].send(key=self._instance, value=unsent[0])
+            unsent.pop(0)
+
     # -- output -----------------------------------------------------------
     async def _publish(self, findings: list[Finding]) -> None:
         now = time.time()
@@ -538,6 +657,8 @@ class Worker:
             self._update_lag()
             self._update_index_sizes()
             self._export_detector_errors()
+            if self.pipeline.person_block is not None:
+                self.metrics.name_counts.set(self.pipeline.person_block.name_count_items)
             memtable, block_cache = rocksdb_store.budget_usage()
             self.metrics.rocksdb_memory.labels("memtable").set(memtable)
             self.metrics.rocksdb_memory.labels("block_cache").set(block_cache)
@@ -639,7 +760,8 @@ class Worker:
             assigned = bool(app.consumer.assignment())
         except Exception:  # noqa: BLE001 - consumer not started yet
             return False
-        return bool(self.metrics.broker_up._value.get()) and recovered and assigned and not app.rebalancing
+        return (bool(self.metrics.broker_up._value.get()) and recovered and assigned and not app.rebalancing
+                and self._name_counts_ready.is_set())
 
     # -- web ------------------------------------------------------------------
     async def _start_web(self) -> None:

@@ -213,22 +213,83 @@ def _sketch_cols(item: str, width: int, depth: int) -> tuple[int, ...]:
     return tuple(x % width for x in words)
 
 
+_DELTA_HEADER = struct.Struct("<4sII")  # magic, width, depth
+_DELTA_MAGIC = b"cms1"
+
+
 class _CountMinSketch:
-    """Bounded approximate counts of strings (normalised full names); holds no names."""
+    """Bounded approximate counts of strings (normalised full names); holds no names.
+
+    With ``journal`` on, every :meth:`add` also notes the cells it raised, so
+    that another process's sketch can add the same counts (:meth:`drain`,
+    :meth:`merge`): the cells are numbers, not names.
+    """
 
     def __init__(self, width: int, depth: int):
         self.width = width
         self.depth = depth
         self.table = np.zeros((depth, width), dtype=np.int32)
         self.total = 0
+        self.journal: list[int] | None = None
 
     def _cols(self, item: str) -> tuple[int, ...]:
         return _sketch_cols(item, self.width, self.depth)
 
     def add(self, item: str) -> None:
-        for row, col in enumerate(self._cols(item)):
+        cols = self._cols(item)
+        for row, col in enumerate(cols):
             self.table[row, col] += 1
         self.total += 1
+        if self.journal is not None:
+            width = self.width
+            self.journal.extend(row * width + col for row, col in enumerate(cols))
+
+    def drain(self, max_items: int | None = None) -> bytes:
+        """The cells raised since the last drain, as bytes (empty if none); at most
+        ``max_items`` items' cells, the rest kept for the next drain."""
+        if not self.journal:
+            return b""
+        if max_items is None or max_items * self.depth >= len(self.journal):
+            cells, self.journal = self.journal, []
+        else:
+            n = max(1, max_items) * self.depth
+            cells, self.journal = self.journal[:n], self.journal[n:]
+        return _DELTA_HEADER.pack(_DELTA_MAGIC, self.width, self.depth) + np.asarray(cells, "<u4").tobytes()
+
+    def merge(self, *deltas: bytes) -> int:
+        """Add the counts of other sketches' :meth:`drain`; returns the items added.
+
+        Nothing is added unless every delta is well formed.
+        """
+        parts = [self._cells(d) for d in deltas if d]
+        if not parts:
+            return 0
+        cells = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        flat = self.table.reshape(-1)
+        if cells.size * 8 >= flat.size:
+            # One pass over the whole table beats scattered adds from here on
+            # (a worker reading every worker's counts back after a restart).
+            flat += np.bincount(cells, minlength=flat.size).astype(flat.dtype)
+        else:
+            np.add.at(flat, cells, 1)
+        items = cells.size // self.depth
+        self.total += items
+        return items
+
+    def _cells(self, delta: bytes) -> np.ndarray:
+        if len(delta) < _DELTA_HEADER.size:
+            raise ValueError("not a name-count delta: too short")
+        magic, width, depth = _DELTA_HEADER.unpack_from(delta)
+        if magic != _DELTA_MAGIC or (width, depth) != (self.width, self.depth):
+            raise ValueError(f"name-count delta of another shape ({magic!r}, {width}x{depth}); "
+                             f"this sketch is {self.width}x{self.depth}")
+        body = memoryview(delta)[_DELTA_HEADER.size:]
+        if len(body) % (4 * depth):
+            raise ValueError("name-count delta truncated")
+        cells = np.frombuffer(body, "<u4")
+        if cells.size and int(cells.max()) >= width * depth:
+            raise ValueError("name-count delta names a cell outside the sketch")
+        return cells
 
     def count(self, item: str) -> int:
         return int(min(self.table[row, col] for row, col in enumerate(self._cols(item))))
@@ -451,6 +512,55 @@ class PersonDuplicateDetector:
             if h not in out:  # one-word names give the same first and last key
                 out.append(h)
         return out
+
+    # -- name counts shared between processes -----------------------------------
+
+    def share_name_counts(self) -> None:
+        """From now on, note each name counted, for :meth:`name_count_delta`.
+
+        A worker counts only the records of its own partitions, in memory; to
+        weigh a name by the whole list, and again after a restart, workers
+        exchange these deltas (the worker sends its own and merges everyone
+        else's).
+
+        Examples
+        --------
+        >>> a, b = PersonDuplicateDetector({}, b"k"), PersonDuplicateDetector({}, b"k")
+        >>> a.share_name_counts()
+        >>> for i in range(3):
+        ...     _ = a.process_one({"event_id": f"e{i}", "voter": {"nik": f"327301450190000{i}",
+        ...         "name": "Siti Aminah", "birth_date": f"199{i}-01-05", "sex": "P"}})
+        >>> b.merge_name_counts(a.name_count_delta())
+        9
+        >>> b.name_commonness("SITI AMINAH") == a.name_commonness("SITI AMINAH") > 0
+        True
+        >>> a.name_count_delta()
+        b''
+        """
+        if self.names.journal is None:
+            self.names.journal = []
+
+    def name_count_delta(self, max_items: int | None = None) -> bytes:
+        """Sketch cells raised since the last call (numbers, no names); ``b""`` if none.
+
+        ``max_items`` bounds one delta's size (16 bytes an item with the default
+        depth); what is left comes with the next call.
+        """
+        return self.names.drain(max_items)
+
+    def merge_name_counts(self, *deltas: bytes) -> int:
+        """Add other processes' :meth:`name_count_delta`; returns the names and words added.
+
+        Raises ``ValueError``, adding nothing, if one of them is of another
+        sketch size (a worker with other ``sketch_width`` or ``sketch_depth``)
+        or bytes that are not a delta. Many at once are cheaper than one by one.
+        """
+        return self.names.merge(*deltas)
+
+    @property
+    def name_count_items(self) -> int:
+        """Names and name words counted so far (this process's and merged ones)."""
+        return self.names.total
 
     # -- features and scoring --------------------------------------------------
 

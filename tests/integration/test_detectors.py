@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 
-from tests.conftest import produce, read_alerts_covering, run
+from tests.conftest import produce, read_alerts_covering, read_topic, run
 from tests.factories import dumps, registration, result
 
 pytestmark = pytest.mark.integration
@@ -74,6 +76,17 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
     assert learned is None or learned < unlearned, (learned, unlearned)
     control.stop()
 
+    # The worker sends its name counts to the name-count topic (numbers, no
+    # names): they add up to what it counted.
+    # (The gauge follows every 5 s, the topic every second: wait for them to meet.)
+    deadline = time.monotonic() + 60
+    while True:
+        counted = worker.wait_metric("pantau_duplicate_name_counts", 2 * 9)  # nine names, a word or more each
+        on_topic = counts_on_topic(s, at_least=counted)
+        if on_topic == counted == worker.metric("pantau_duplicate_name_counts") or time.monotonic() > deadline:
+            break
+    assert on_topic == counted
+
     # Kill the worker: a fresh process recovers the person index and still catches a third record.
     worker.kill()
     second = worker_factory(s.replace(data_dir=tmp_path / "after-kill"))
@@ -84,6 +97,23 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
     alerts = run(read_alerts_covering(s, {ridwan_third["event_id"]}))
     assert any(a["detector"] == "duplicate_person" and ridwan_third["event_id"] in a["event_ids"]
                and ridwan["event_id"] in a["event_ids"] for a in alerts)
+    # ... and, before comparing it, read back the name counts of its earlier life.
+    second.wait_metric("pantau_duplicate_name_counts", counted + 2)
+
+
+def counts_on_topic(settings, at_least, timeout=30.0):
+    """Names and words in the worker's name-count messages, once they reach ``at_least``."""
+    from app.worker import name_counts_topic
+    from models.duplicate_person import PersonDuplicateDetector
+
+    deadline = time.monotonic() + timeout
+    while True:
+        sketch = PersonDuplicateDetector({}, b"cells only: the key plays no part")
+        for record in run(read_topic(settings, name_counts_topic(settings), until=1, timeout=5)):
+            sketch.merge_name_counts(record.value)
+        if sketch.name_count_items >= at_least or time.monotonic() > deadline:
+            return sketch.name_count_items
+        time.sleep(0.5)
 
 
 def test_tally_findings_end_to_end(worker_factory):

@@ -103,3 +103,30 @@ def test_killed_worker_recovers_index_from_changelog_without_duplicate_alerts(wo
     # republished alerts (at-least-once) carry the same id and the same event ids
     for a in dup_alerts:
         assert a["event_ids"] == found[a["alert_id"]]["event_ids"]
+
+
+def test_the_name_count_topic_keeps_everything(broker, tmp_path):
+    # Its messages add up to the name counts: a broker's default retention
+    # (a week on Kafka) would make a restarted worker forget older registrations.
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from app.kafka_io import client_options, ensure_topics
+    from app.worker import name_counts_topic
+    from tests.conftest import fresh_settings
+
+    s = fresh_settings(broker.url, tmp_path)
+
+    async def configs() -> dict[str, str]:
+        await ensure_topics(s)
+        admin = AIOKafkaAdminClient(**client_options(s))
+        await admin.start()
+        try:
+            response = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name_counts_topic(s))])
+        finally:
+            await admin.close()
+        (resource,) = response[0].resources
+        return {entry[0]: entry[1] for entry in resource[4]}
+
+    got = run(configs())
+    assert got["retention.ms"] == "-1" and got["retention.bytes"] == "-1", got

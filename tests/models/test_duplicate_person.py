@@ -480,3 +480,79 @@ def test_a_pairs_features_are_reused_only_while_the_name_sketch_stands_still():
     [later] = det._compare(rec, [cand], ev)
     assert later.evidence["features"] == det.features(rec, cand)
     assert later.evidence["features"]["name_common"] > first.evidence["features"]["name_common"] == 0.0
+
+
+def _namesakes(n, name="Nurhayati", start=0):
+    """n different women with one common name: other birth dates, NIKs and households."""
+    return [person(f"n{i}", name, dob=f"{1950 + i % 50}-{1 + i % 12:02d}-{1 + i % 28:02d}", serial=100 + i,
+                   nkk=f"32730101010{i:05d}", address=f"Jl. Mawar {i}") for i in range(start, start + n)]
+
+
+def test_workers_exchanging_name_count_deltas_count_like_one_process():
+    # Two workers each see half of the list; with the deltas exchanged, each
+    # weighs a name as one process that saw all of it does.
+    whole = PersonDuplicateDetector({}, SECRET)
+    left, right = PersonDuplicateDetector({}, SECRET), PersonDuplicateDetector({}, SECRET)
+    for d in (left, right):
+        d.share_name_counts()
+    for i, ev in enumerate(_namesakes(40)):
+        whole.process_one(ev)
+        (left if i % 2 else right).process_one(ev)
+    alone = left.name_commonness("NURHAYATI")
+    from_right = right.name_count_delta()
+    assert left.merge_name_counts(from_right) == 40  # 20 names and 20 words
+    right.merge_name_counts(left.name_count_delta())
+    assert (left.names.table == whole.names.table).all() and (right.names.table == whole.names.table).all()
+    assert left.name_count_items == right.name_count_items == whole.name_count_items == 80
+    assert left.name_commonness("NURHAYATI") == whole.name_commonness("NURHAYATI") > alone
+    assert whole.name_count_delta() == b""  # nothing is noted unless sharing is on
+    # A later pair scores the same on a worker that merged and on the whole.
+    probe = _namesakes(2, start=60)
+    pair = [person("p1", "Nurhayati", dob="1970-03-04", serial=900), moved("p2", "Nurhayati", 901, dob="1970-03-04")]
+    for d in (whole, left):
+        for ev in probe:
+            d.process_one(ev)
+    found = [[f.score for f in d.process_one(pair[0]) + d.process_one(pair[1])] for d in (whole, left)]
+    assert found[0] and found[0] == found[1], found
+
+
+def test_a_delta_of_another_sketch_or_garbage_is_refused():
+    small = PersonDuplicateDetector({}, SECRET, sketch_width=1 << 10)
+    small.share_name_counts()
+    small.process_one(person("a", "Siti Aminah"))
+    delta = small.name_count_delta()
+    default = PersonDuplicateDetector({}, SECRET)
+    for bad in (delta, b"xx", b"not a delta at all", delta[:-2]):
+        with pytest.raises(ValueError):
+            default.merge_name_counts(bad)
+    with pytest.raises(ValueError):
+        small.merge_name_counts(delta[:-4])
+    assert default.name_count_items == 0 and default.merge_name_counts(b"") == 0
+    assert small.merge_name_counts(delta) == small.name_count_items // 2
+
+
+def test_a_bounded_delta_leaves_the_rest_for_the_next():
+    a, b = PersonDuplicateDetector({}, SECRET), PersonDuplicateDetector({}, SECRET)
+    a.share_name_counts()
+    for ev in _namesakes(5):
+        a.process_one(ev)
+    parts = []
+    while delta := a.name_count_delta(max_items=3):
+        parts.append(b.merge_name_counts(delta))
+    assert parts == [3, 3, 3, 1] and (a.names.table == b.names.table).all()
+
+
+def test_many_deltas_at_once_add_what_one_by_one_adds():
+    a, one_by_one, at_once = (PersonDuplicateDetector({}, SECRET, sketch_width=1 << 8) for _ in range(3))
+    a.share_name_counts()
+    deltas = []
+    for ev in _namesakes(300):
+        a.process_one(ev)
+        deltas.append(a.name_count_delta())
+    for d in deltas:
+        one_by_one.merge_name_counts(d)
+    assert at_once.merge_name_counts(*deltas) == 600  # enough cells for the whole-table pass
+    assert (at_once.names.table == a.names.table).all() and (one_by_one.names.table == a.names.table).all()
+    with pytest.raises(ValueError):
+        at_once.merge_name_counts(deltas[0], b"garbage")
+    assert (at_once.names.table == a.names.table).all(), "a refused batch added something"
