@@ -65,19 +65,20 @@ def broker_error(settings: Settings, exc: BaseException) -> str:
 
 def all_topics(settings: Settings) -> list[str]:
     from app.pipeline import ROUTE_KINDS
-    from app.worker import internal_topic_name, name_counts_topic
+    from app.worker import SHARED_KINDS, internal_topic_name, shared_topic_name
 
     return [
         settings.topic_registrations, settings.topic_results, settings.topic_feedback,
         settings.topic_alerts, settings.topic_dead_letters,
-    ] + [internal_topic_name(settings, k) for k in ROUTE_KINDS] + [name_counts_topic(settings)]
+    ] + [internal_topic_name(settings, k) for k in ROUTE_KINDS] + [shared_topic_name(settings, k) for k in SHARED_KINDS]
 
 
-def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """Per-topic settings (by topic name) that Pantau's topics need beyond the broker's defaults."""
-    from app.worker import TOPIC_CONFIGS, name_counts_topic
+def topic_layout(settings: Settings) -> dict[str, tuple[int, dict[str, str] | None]]:
+    """Partitions and settings, by topic name, of the topics that differ from the rest."""
+    from app.worker import SHARED_KINDS, TOPIC_CONFIGS, TOPIC_PARTITIONS, shared_topic_name
 
-    return {name_counts_topic(settings): TOPIC_CONFIGS["name_counts"]}
+    return {shared_topic_name(settings, k): (TOPIC_PARTITIONS.get(k, settings.partitions), TOPIC_CONFIGS[k])
+            for k in SHARED_KINDS}
 
 
 async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None) -> None:
@@ -93,10 +94,10 @@ async def ensure_topics(settings: Settings, topics: Iterable[str] | None = None)
         wanted = [t for t in (topics or all_topics(settings)) if t not in existing]
         if wanted:
             try:
-                configs = topic_configs(settings)
+                layout = topic_layout(settings)
                 await admin.create_topics(
-                    [NewTopic(t, settings.partitions, settings.replication_factor, topic_configs=configs.get(t))
-                     for t in wanted]
+                    [NewTopic(t, layout.get(t, (settings.partitions, None))[0], settings.replication_factor,
+                              topic_configs=layout.get(t, (0, None))[1]) for t in wanted]
                 )
             except TopicAlreadyExistsError:
                 pass

@@ -115,6 +115,11 @@ class Metrics:
             "Names and name words in this worker's name-frequency sketch (every worker's registrations).",
             registry=r,
         )
+        self.verdicts_learned = Counter(
+            "pantau_feedback_learned",
+            "Staff verdicts this worker's duplicate scorer learned (every worker's feedback, read back after a restart).",
+            registry=r,
+        )
         self.rocksdb_memory = Gauge(
             "pantau_rocksdb_memory_bytes", "RocksDB memory of this worker's tables, against its shared budget.",
             ["kind"], registry=r,

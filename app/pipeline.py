@@ -47,9 +47,6 @@ class Route:
     event: dict[str, Any]
 
 
-#: Where the duplicate scorer's learned coefficients are kept in the ``learned`` store.
-SCORER_KEY = "duplicate_person.scorer"
-
 #: Route kinds and the stores their detectors keep (also the worker's internal topics).
 #: ``volume`` carries per-bucket partial counts, keyed by stream and province,
 #: so one monitor sees every input partition's events of its series.
@@ -91,8 +88,7 @@ class Pipeline:
         built = build_detectors(settings, stores)
         # Every store is opened now: a Faust table cannot be declared once the
         # worker runs, so none may be opened lazily.
-        for name in ("person_keys", "learned"):
-            stores(name)
+        stores("person_keys")
         self.registration_detectors: list[RecordDetector] = built.registration
         self.result_detectors: list[RecordDetector] = built.result
         self.person_block = built.person_block
@@ -175,8 +171,9 @@ class Pipeline:
     def on_feedback(self, alert: dict[str, Any], is_true: bool) -> bool:
         """Teach the detectors that learn from staff verdicts; True when one learned.
 
-        What was learned is saved to the ``learned`` store, so a restarted
-        worker scores with it (see :meth:`restore_learned`).
+        The worker calls this for every verdict of every worker, read from
+        the verdict topic, in the topic's order; a restarted worker reads
+        them all again, so what was learned needs no other store.
         """
         learned = False
         for learner in self.feedback_learners:
@@ -184,19 +181,7 @@ class Pipeline:
                 learned |= bool(learner(alert, is_true))
             except Exception:  # noqa: BLE001
                 log.exception("feedback learner failed")
-        if learned and self.person_block is not None:
-            self.stores("learned")[SCORER_KEY] = self.person_block.scorer_state()
         return learned
-
-    def restore_learned(self) -> bool:
-        """Load what earlier feedback taught (after a restart); True when something was loaded."""
-        state = self.stores("learned").get(SCORER_KEY)
-        if not state or self.person_block is None:
-            return False
-        restored = type(self.person_block)(self.person_block.index, self.settings.secret, prior=state,
-                                           threshold=self.person_block.threshold)
-        self.person_block.model = restored.model
-        return True
 
     # -- everything at once (replay, tests) ------------------------------
     def process_local(self, stream: str, event: dict[str, Any]) -> list[Finding]:

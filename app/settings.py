@@ -96,9 +96,9 @@ class Settings:
     alert_coalesce_seconds: int = 86400
     #: PANTAU_SNAPSHOT_SECONDS: how often model state is snapshotted to its table.
     snapshot_seconds: float = 30.0
-    #: PANTAU_NAME_COUNTS_WAIT_SECONDS: a starting worker reads every worker's name counts before comparing
-    #: records, waiting at most this long (then it goes on with what it read; ~3 min at 205 M voters).
-    name_counts_wait_seconds: float = 600.0
+    #: PANTAU_SHARED_WAIT_SECONDS: a starting worker reads every worker's name counts and staff verdicts
+    #: before comparing records, waiting at most this long (then goes on with what it read; ~3 min at 205 M voters).
+    shared_wait_seconds: float = 600.0
     #: PANTAU_LOG_LEVEL: worker log level (``info``; Faust's ``warn`` costs ~25 % throughput).
     log_level: str = "info"
     #: PANTAU_SECURITY_PROTOCOL: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.

@@ -136,14 +136,18 @@ def internal_topic_name(settings: Settings, kind: str) -> str:
     return f"{settings.app_id}-route-{kind.replace('_', '-')}"
 
 
-#: Topic settings beyond the broker's defaults. The name counts are the sum of
-#: every message ever sent: none may expire (a broker's default is a week).
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {"name_counts": {"retention.ms": "-1", "retention.bytes": "-1"}}
+#: Topics that every worker reads whole, from its own consumer (no group): what
+#: one worker learns, all of them know, also after a restart (docs/duplicates.md,
+#: "Shared by all workers"). Their state is the sum of all their messages, so none
+#: may expire (a broker's default is a week); verdicts are learned in one order
+#: everywhere, so they have one partition.
+SHARED_KINDS = ("name_counts", "verdicts")
+TOPIC_CONFIGS: dict[str, dict[str, str]] = dict.fromkeys(SHARED_KINDS, {"retention.ms": "-1", "retention.bytes": "-1"})
+TOPIC_PARTITIONS: dict[str, int] = {"verdicts": 1}
 
 
-def name_counts_topic(settings: Settings) -> str:
-    """Every worker's name-count deltas (docs/duplicates.md, "Name counts across workers")."""
-    return f"{settings.app_id}-name-counts"
+def shared_topic_name(settings: Settings, kind: str) -> str:
+    return f"{settings.app_id}-{kind.replace('_', '-')}"
 
 
 class Worker:
@@ -164,13 +168,15 @@ class Worker:
         self.alerter = Alerter(self.tables["alerts"], coalesce_seconds=settings.alert_coalesce_seconds)
         # Name counts are shared through a topic: this process's messages carry this id.
         self._instance = uuid.uuid4().hex.encode()
-        self._name_counts_ready = asyncio.Event()
+        # Set once a shared topic has been read to its end (see _follow).
+        self._shared_ready = {kind: asyncio.Event() for kind in SHARED_KINDS}
+        self._shared_positions: dict[str, dict[int, int]] = {kind: {} for kind in SHARED_KINDS}
         self._name_counts_unsent: list[bytes] = []
+        self._verdicts_seen: set[str] = set()  # feedback messages learned from, by topic:partition:offset
         if self.pipeline.person_block is not None:
             self.pipeline.person_block.share_name_counts()
         self._declare_agents()
         self._broker_was_up = False
-        self._restored = False
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
         # Newest event time per (stream, input partition): the partition's watermark.
         self._volume_progress: dict[tuple[str, int], float] = {}
@@ -192,11 +198,11 @@ class Worker:
     def _make_app(self) -> faust.App:
         return faust_app(self.settings)
 
-    def _topic(self, name: str, config: dict[str, str] | None = None) -> faust.TopicT:
+    def _topic(self, name: str, config: dict[str, str] | None = None, partitions: int | None = None) -> faust.TopicT:
         return self.app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-            partitions=self.settings.partitions, replicas=self.settings.replication_factor, internal=True,
-            config=config,
+            partitions=partitions or self.settings.partitions, replicas=self.settings.replication_factor,
+            internal=True, config=config,
         )
 
     def _declare_topics(self) -> None:
@@ -210,17 +216,17 @@ class Worker:
         }
         for kind in ROUTE_KINDS:
             self.topics[kind] = self._topic(internal_topic_name(s, kind))
-        self.topics["name_counts"] = self._topic(name_counts_topic(s), TOPIC_CONFIGS["name_counts"])
+        for kind in SHARED_KINDS:
+            self.topics[kind] = self._topic(shared_topic_name(s, kind), TOPIC_CONFIGS[kind], TOPIC_PARTITIONS.get(kind))
 
     #: Tables written outside the partition of the event being processed (from
     #: timers, or with keys unrelated to the input key): their changelog
     #: partition comes from the key instead (Faust's use_partitioner).
-    KEY_PARTITIONED = frozenset({"alerts", "learned"})
+    KEY_PARTITIONED = frozenset({"alerts"})
 
     def _declare_tables(self) -> None:
         self.tables: dict[str, MutableMapping[str, Any]] = {}
         self._store("alerts")
-        self._store("learned")
         self._store("volume")
 
     def _store(self, name: str) -> MutableMapping[str, Any]:
@@ -244,6 +250,7 @@ class Worker:
         app.timer(interval=1.0)(self._probe_broker)
         app.task(self._start_web)
         app.task(self._share_name_counts)
+        app.task(self._learn_verdicts)
 
     # -- agents -----------------------------------------------------------
     def _make_input_agent(self, stream: str):
@@ -273,16 +280,7 @@ class Worker:
             self._volume_pending, self._volume_flushed_at = 0, now
             await self._send_routes(self._volume_routes())
 
-    def _restore_once(self) -> None:
-        # Tables are recovered before agents get messages, so the first message
-        # is the first moment learned state can be read.
-        if not self._restored:
-            self._restored = True
-            if self.pipeline.restore_learned():
-                log.info("restored the duplicate scorer's learned coefficients")
-
     async def _handle_input(self, stream: str, message: Any, routes: list[Route]) -> None:
-        self._restore_once()
         try:
             event = self.validator.decode(stream, message.value)
         except InvalidEvent as exc:
@@ -434,7 +432,7 @@ class Worker:
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:
             if kind == "person_block":
-                await self._await_name_counts()
+                await self._await_shared()
             async for event in acked_after_body(events):
                 message = event.message
                 try:
@@ -442,7 +440,6 @@ class Worker:
                 except orjson.JSONDecodeError:  # only Pantau writes here; log and move on
                     log.error("unreadable routed batch on %s offset %s", message.topic, message.offset)
                     continue
-                self._restore_once()
                 if kind == "volume":
                     await self._observe_volume(message.partition, items)
                     continue
@@ -504,9 +501,11 @@ class Worker:
             self._volume_snapshot_at[partition] = time.monotonic()
 
     async def _feedback_agent(self, events: faust.StreamT) -> None:
+        # Feedback is keyed by alert id, like the alerts table, so the alert is
+        # held here. The verdict is learned by every worker from the verdict
+        # topic (this one too), so all score with the same coefficients.
         async for event in acked_after_body(events):
             message = event.message
-            self._restore_once()
             try:
                 feedback = self.validator.decode("feedback", message.value)
             except InvalidEvent as exc:
@@ -516,69 +515,84 @@ class Worker:
             if alert is None:
                 log.warning("feedback for an alert this worker does not hold: %s", feedback["alert_id"])
             else:
-                self.pipeline.on_feedback(alert, feedback["verdict"] == "true_positive")
+                verdict = {
+                    # One feedback message is learned once, however often it is processed.
+                    "source": f"{message.topic}:{message.partition}:{message.offset}",
+                    "alert": {"alert_id": alert.get("alert_id"), "detector": alert.get("detector"),
+                              "evidence": {"features": (alert.get("evidence") or {}).get("features")}},
+                    "is_true": feedback["verdict"] == "true_positive",
+                }
+                await self.topics["verdicts"].send(key=feedback["alert_id"].encode(), value=orjson.dumps(verdict),
+                                                   partition=0)
             self.metrics.events.labels("feedback", "processed").inc()
 
-    # -- name counts shared by all workers --------------------------------------
-    async def _await_name_counts(self) -> None:
-        # A broker that cannot serve the topic must not stop duplicate detection for good.
-        wait = self.settings.name_counts_wait_seconds
-        try:
-            await asyncio.wait_for(self._name_counts_ready.wait(), wait)
-        except asyncio.TimeoutError:
-            log.warning("name counts not read from %s within %.0f s (PANTAU_NAME_COUNTS_WAIT_SECONDS): "
-                        "comparing records with the counts read so far", name_counts_topic(self.settings), wait)
-            self._name_counts_ready.set()
+    # -- topics every worker reads whole -----------------------------------------
+    async def _await_shared(self) -> None:
+        """Before comparing records: every worker's name counts and verdicts, read back."""
+        # A broker that cannot serve them must not stop duplicate detection for good.
+        wait = self.settings.shared_wait_seconds
+        for kind, ready in self._shared_ready.items():
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(ready.wait(), wait)
+            except asyncio.TimeoutError:
+                log.warning("%s not read from %s within %.0f s (PANTAU_SHARED_WAIT_SECONDS): comparing "
+                            "records with what was read so far", kind, shared_topic_name(self.settings, kind), wait)
+                ready.set()
+            wait = max(0.0, wait - (time.monotonic() - started))
 
-    async def _share_name_counts(self) -> None:
-        """Keep this worker's name sketch counting every worker's records, across restarts.
+    async def _follow(self, kind: str, on_records: Any, every_second: Any = None) -> None:
+        """Read the shared topic ``kind`` whole, for as long as the worker runs.
 
-        Each worker counts names only for the blocks of its own partitions, in
-        memory. Here it reads the name-count topic from its start (every
-        worker's deltas, its own earlier lives' too) before its first
-        comparison, then sends its own new counts every second and adds the
-        other workers' as they arrive.
+        Its own consumer, no group: every worker reads every message, from the
+        topic's start (so a restarted worker has its earlier lives' messages
+        too). ``on_records`` gets each fetch's records; ``_shared_ready[kind]``
+        is set once the topic was read to its end; ``every_second`` runs once
+        a second from then on. After an error it resumes where it was.
         """
-        person = self.pipeline.person_block
-        if person is None:
-            self._name_counts_ready.set()
-            return
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from app.kafka_io import client_options
 
-        topic = self.topics["name_counts"]
-        name = name_counts_topic(self.settings)
+        ready, positions = self._shared_ready[kind], self._shared_positions[kind]
+        name = shared_topic_name(self.settings, kind)
         while True:
             consumer = None
             try:
-                await topic.maybe_declare()
+                await self.topics[kind].maybe_declare()
                 consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None,
                                             enable_auto_commit=False, auto_offset_reset="earliest")
                 await consumer.start()
                 await consumer.topics()  # metadata, so that the partitions are known
-                parts = consumer.partitions_for_topic(name) or range(self.settings.partitions)
+                parts = consumer.partitions_for_topic(name) or range(TOPIC_PARTITIONS.get(kind, self.settings.partitions))
                 tps = [TopicPartition(name, p) for p in sorted(parts)]
                 consumer.assign(tps)
-                await consumer.seek_to_beginning(*tps)
+                for tp in tps:
+                    if tp.partition in positions:
+                        consumer.seek(tp, positions[tp.partition])
+                    else:
+                        await consumer.seek_to_beginning(tp)
                 # Tansu's end offsets can be short by a batch (docs/broker.md): caught up
                 # means past them *and* a fetch that returned nothing.
                 end = await consumer.end_offsets(tps)
-                sent_at = time.monotonic()
+                ticked = time.monotonic()
                 while True:
                     batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-                    self._merge_name_counts(person, batch)
-                    if not self._name_counts_ready.is_set() and not batch and \
-                            await self._read_to(consumer, end):
-                        log.info("name counts read: %d names and words from %s", person.name_count_items, name)
-                        self._name_counts_ready.set()
-                    if self._name_counts_ready.is_set() and time.monotonic() - sent_at >= NAME_COUNTS_FLUSH_SECONDS:
-                        await self._send_name_counts(person)
-                        sent_at = time.monotonic()
+                    records = [r for rs in batch.values() for r in rs]
+                    if records:
+                        on_records(records)
+                        for r in records:
+                            positions[r.partition] = r.offset + 1
+                    elif not ready.is_set() and await self._read_to(consumer, end):
+                        log.info("%s read from %s", kind.replace("_", " "), name)
+                        ready.set()
+                    if every_second is not None and ready.is_set() and time.monotonic() - ticked >= 1.0:
+                        await every_second()
+                        ticked = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - counts are statistics: log, retry, never stop the worker
-                log.exception("sharing name counts failed; retrying in 5 s")
+            except Exception:  # noqa: BLE001 - log, retry, never stop the worker
+                log.exception("reading %s failed; retrying in 5 s", name)
                 await asyncio.sleep(5.0)
             finally:
                 if consumer is not None:
@@ -591,27 +605,59 @@ class Worker:
                 return False
         return True
 
-    def _merge_name_counts(self, person: Any, batch: dict) -> None:
-        records = [r for rs in batch.values() for r in rs if r.key != self._instance]  # own ones: counted here
-        try:
-            person.merge_name_counts(*(r.value or b"" for r in records))  # at once: far cheaper on a read-back
-            return
-        except ValueError:
-            pass
-        for record in records:  # one is not a delta of this sketch: add the others, name the culprit
-            try:
-                person.merge_name_counts(record.value or b"")
-            except ValueError as exc:
-                log.error("name-count message at %s[%s]@%s skipped: %s", record.topic, record.partition,
-                          record.offset, exc)
+    async def _share_name_counts(self) -> None:
+        """Keep this worker's name sketch counting every worker's records, across restarts.
 
-    async def _send_name_counts(self, person: Any) -> None:
-        unsent = self._name_counts_unsent
-        while delta := person.name_count_delta(NAME_COUNTS_PER_MESSAGE):
-            unsent.append(delta)
-        while unsent:  # what failed to go stays first in line
-            await self.topics["name_counts"].send(key=self._instance, value=unsent[0])
-            unsent.pop(0)
+        Each worker counts names only for the blocks of its own partitions, in
+        memory: it sends its new counts every second and adds the others'.
+        """
+        person = self.pipeline.person_block
+        if person is None:
+            self._shared_ready["name_counts"].set()
+            return
+
+        def merge(records: list) -> None:
+            records = [r for r in records if r.key != self._instance]  # own ones: counted here already
+            try:
+                person.merge_name_counts(*(r.value or b"" for r in records))  # at once: far cheaper on a read-back
+                return
+            except ValueError:
+                pass
+            for record in records:  # one is not a delta of this sketch: add the others, name the culprit
+                try:
+                    person.merge_name_counts(record.value or b"")
+                except ValueError as exc:
+                    log.error("name-count message at %s[%s]@%s skipped: %s", record.topic, record.partition,
+                              record.offset, exc)
+
+        async def send() -> None:
+            unsent = self._name_counts_unsent
+            while delta := person.name_count_delta(NAME_COUNTS_PER_MESSAGE):
+                unsent.append(delta)
+            while unsent:  # what failed to go stays first in line
+                await self.topics["name_counts"].send(key=self._instance, value=unsent[0])
+                unsent.pop(0)
+
+        await self._follow("name_counts", merge, send)
+
+    async def _learn_verdicts(self) -> None:
+        """Learn every staff verdict, whichever worker took it, in the topic's one order."""
+        def learn(records: list) -> None:
+            for record in records:
+                try:
+                    verdict = orjson.loads(record.value)
+                    source, alert, is_true = verdict["source"], verdict["alert"], bool(verdict["is_true"])
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    log.error("verdict message at %s[%s]@%s skipped: not a verdict", record.topic, record.partition,
+                              record.offset)
+                    continue
+                if source in self._verdicts_seen:
+                    continue  # the feedback message was processed twice (at-least-once)
+                self._verdicts_seen.add(source)
+                if self.pipeline.on_feedback(alert, is_true):
+                    self.metrics.verdicts_learned.inc()
+
+        await self._follow("verdicts", learn)
 
     # -- output -----------------------------------------------------------
     async def _publish(self, findings: list[Finding]) -> None:
@@ -761,7 +807,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - consumer not started yet
             return False
         return (bool(self.metrics.broker_up._value.get()) and recovered and assigned and not app.rebalancing
-                and self._name_counts_ready.is_set())
+                and all(ready.is_set() for ready in self._shared_ready.values()))
 
     # -- web ------------------------------------------------------------------
     async def _start_web(self) -> None:

@@ -59,7 +59,7 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
     verdicts = [{"alert_id": first["alert_id"], "verdict": "false_positive",
                  "decided_at": "2023-11-02T10:00:00+07:00", "reviewer": "staff-1"}] * 5
     run(produce(s, [("feedback", first["alert_id"].encode(), orjson.dumps(v)) for v in verdicts]))
-    worker.wait_metric("pantau_events_total", 5, stream="feedback", outcome="processed")
+    worker.wait_metric("pantau_feedback_learned_total", 5)  # through the verdict topic, like every worker
     yusuf = registration(name="Muhammad Yusuf", birth="1979-06-21", sex="L", serial=41, village="3273011001",
                          birth_place="Bandung", nkk="3273012106790001")
     yusuf_again = registration(name="M. Yusuf", birth="1979-06-21", sex="L", serial=88, village="3201021002",
@@ -97,19 +97,60 @@ def test_duplicates_of_all_three_kinds_and_feedback(worker_factory, tmp_path):
     alerts = run(read_alerts_covering(s, {ridwan_third["event_id"]}))
     assert any(a["detector"] == "duplicate_person" and ridwan_third["event_id"] in a["event_ids"]
                and ridwan["event_id"] in a["event_ids"] for a in alerts)
-    # ... and, before comparing it, read back the name counts of its earlier life.
+    # ... and, before comparing it, read back the name counts and the verdicts of its earlier life.
     second.wait_metric("pantau_duplicate_name_counts", counted + 2)
+    assert second.metric("pantau_feedback_learned_total") == 5
+
+
+def test_two_workers_share_name_counts_and_verdicts(worker_factory, tmp_path):
+    # Each worker holds half the blocks; both must weigh names by the whole
+    # list and score with what staff taught either of them.
+    from app.broker import free_port
+    from models.duplicate_person import PersonDuplicateDetector
+
+    first = worker_factory(partitions=4).start()
+    s = first.settings
+    second = worker_factory(s.replace(web_port=free_port(), data_dir=tmp_path / "second")).start(timeout=120)
+    namesakes = [registration(name="Nurhayati", birth=f"{1950 + i}-{1 + i % 12:02d}-{1 + i % 28:02d}", sex="P",
+                              serial=200 + i, village=f"32730{1 + i % 9}1001") for i in range(30)]
+    ridwan = registration(name="Muhammad Ridwan", birth="1988-04-12", sex="L", serial=21, village="3273011001",
+                          birth_place="Bandung", nkk="3273011204880001")
+    ridwan_again = registration(name="M. Ridwan", birth="1988-04-12", sex="L", serial=77, village="3201021002",
+                                birth_place="Bandung", nkk="3201020202020002", address="Gg. Melati 12")
+    events = [*namesakes, ridwan, ridwan_again]
+    run(produce(s, reg_records(*events)))
+    alerts = run(read_alerts_covering(s, {ridwan_again["event_id"]}))
+    pair = next(a for a in alerts if a["detector"] == "duplicate_person" and ridwan_again["event_id"] in a["event_ids"])
+
+    one_process = PersonDuplicateDetector({}, b"any key: counts do not depend on it")
+    for e in events:
+        one_process.process_one(e)
+    expected = one_process.name_count_items
+    for w in (first, second):
+        assert w.metric("pantau_events_total", stream="registrations", outcome="processed") > 0, \
+            "one worker got no partition: nothing would be shared"
+        w.wait_metric("pantau_duplicate_name_counts", expected)
+        assert w.metric("pantau_duplicate_name_counts") == expected
+
+    verdicts = [{"alert_id": pair["alert_id"], "verdict": "false_positive", "decided_at": "2023-11-02T10:00:00+07:00",
+                 "reviewer": "staff-1"}] * 3
+    run(produce(s, [("feedback", pair["alert_id"].encode(), orjson.dumps(v)) for v in verdicts]))
+    for w in (first, second):
+        w.wait_metric("pantau_feedback_learned_total", 3)
+    assert first.metric("pantau_events_total", stream="feedback", outcome="processed") + \
+        second.metric("pantau_events_total", stream="feedback", outcome="processed") == 3
+    second.stop()
 
 
 def counts_on_topic(settings, at_least, timeout=30.0):
     """Names and words in the worker's name-count messages, once they reach ``at_least``."""
-    from app.worker import name_counts_topic
+    from app.worker import shared_topic_name
     from models.duplicate_person import PersonDuplicateDetector
 
     deadline = time.monotonic() + timeout
     while True:
         sketch = PersonDuplicateDetector({}, b"cells only: the key plays no part")
-        for record in run(read_topic(settings, name_counts_topic(settings), until=1, timeout=5)):
+        for record in run(read_topic(settings, shared_topic_name(settings, "name_counts"), until=1, timeout=5)):
             sketch.merge_name_counts(record.value)
         if sketch.name_count_items >= at_least or time.monotonic() > deadline:
             return sketch.name_count_items

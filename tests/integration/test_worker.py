@@ -105,28 +105,35 @@ def test_killed_worker_recovers_index_from_changelog_without_duplicate_alerts(wo
         assert a["event_ids"] == found[a["alert_id"]]["event_ids"]
 
 
-def test_the_name_count_topic_keeps_everything(broker, tmp_path):
-    # Its messages add up to the name counts: a broker's default retention
-    # (a week on Kafka) would make a restarted worker forget older registrations.
+def test_the_shared_topics_keep_everything_and_verdicts_have_one_order(broker, tmp_path):
+    # Name counts and learned verdicts are the sum of all their messages: a
+    # broker's default retention (a week on Kafka) would make a restarted
+    # worker forget older ones. Verdicts are learned in one order by every
+    # worker only if they sit in one partition.
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from app.kafka_io import client_options, ensure_topics
-    from app.worker import name_counts_topic
+    from app.worker import SHARED_KINDS, shared_topic_name
     from tests.conftest import fresh_settings
 
     s = fresh_settings(broker.url, tmp_path)
+    names = [shared_topic_name(s, kind) for kind in SHARED_KINDS]
 
-    async def configs() -> dict[str, str]:
+    async def layout() -> tuple[dict, dict]:
         await ensure_topics(s)
         admin = AIOKafkaAdminClient(**client_options(s))
         await admin.start()
         try:
-            response = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name_counts_topic(s))])
+            response = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+            topics = await admin.describe_topics(names)
         finally:
             await admin.close()
-        (resource,) = response[0].resources
-        return {entry[0]: entry[1] for entry in resource[4]}
+        configs = {r[3]: {entry[0]: entry[1] for entry in r[4]} for r in response[0].resources}
+        return configs, {t["topic"]: len(t["partitions"]) for t in topics}
 
-    got = run(configs())
-    assert got["retention.ms"] == "-1" and got["retention.bytes"] == "-1", got
+    configs, partitions = run(layout())
+    for name in names:
+        assert configs[name]["retention.ms"] == "-1" and configs[name]["retention.bytes"] == "-1", configs
+    assert partitions[shared_topic_name(s, "verdicts")] == 1
+    assert partitions[shared_topic_name(s, "name_counts")] == s.partitions
