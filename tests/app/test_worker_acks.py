@@ -1,0 +1,136 @@
+"""What Faust skips during a rebalance must not become committable (nothing lost)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from faust.types.tuples import ConsumerMessage
+
+from app.settings import Settings
+from app.worker import Worker
+
+
+@pytest.fixture()
+def worker(tmp_path):
+    settings = Settings().replace(broker_url="kafka://127.0.0.1:1", data_dir=tmp_path / "data", store="memory://",
+                                  app_id="t-acks", partitions=2)
+    w = Worker(settings)
+    w.app.topics._acking_topics.add(settings.topic_results)  # as when the agents subscribe
+    w.app.consumer_generation_id = 7
+    w.app.flow_control.resume()
+    return w
+
+
+def message(topic: str, offset: int, generation: int) -> ConsumerMessage:
+    m = ConsumerMessage(topic, 0, offset, 0.0, 0, None, b"k", b"v", None, generation_id=generation)
+    m.refcount = 1
+    return m
+
+
+def committable(worker) -> list[int]:
+    return sorted(worker.app.consumer._acked[next(iter(worker.app.consumer._acked))]) \
+        if worker.app.consumer._acked else []
+
+
+def test_a_processed_message_becomes_committable(worker):
+    topic = worker.settings.topic_results
+    for offset in (0, 1):
+        assert message(topic, offset, 7).ack(worker.app.consumer)
+    assert committable(worker) == [0, 1]
+
+
+def test_a_message_of_an_older_generation_only_is_released(worker):
+    topic = worker.settings.topic_results
+    old = message(topic, 0, 6)  # fetched before the rebalance
+    assert not old.ack(worker.app.consumer)
+    assert old.acked and committable(worker) == []
+    assert message(topic, 0, 7).ack(worker.app.consumer)  # fetched again after it, and processed
+    assert committable(worker) == [0]
+
+
+def test_a_message_acked_while_flow_is_suspended_only_is_released(worker):
+    topic = worker.settings.topic_results
+    worker.app.flow_control.suspend()  # partitions being revoked
+    m = message(topic, 3, 7)
+    m.ack(worker.app.consumer)
+    assert m.acked and committable(worker) == []
+    assert m not in worker.app.consumer._unacked_messages  # nothing waits for it: a rebalance is not held up
+
+
+def hand_over(consumer, m: ConsumerMessage) -> None:
+    """The fetch loop's hand-over to the streams (none subscribes here, so Faust's part fails after ours)."""
+    with pytest.raises(KeyError):
+        asyncio.run(consumer.callback(m))
+
+
+def test_a_read_offset_from_before_a_rebalance_does_not_overwrite_the_seek(worker):
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    consumer._read_offset.update({tp: 650})  # the rebalance's seek (Faust's perform_seek)
+    hand_over(consumer, message(worker.settings.topic_results, 700, 6))  # fetched before it
+    consumer._read_offset[tp] = 700  # what the fetch loop does next
+    assert consumer._read_offset[tp] == 650, "offsets 650-699 would be dropped when fetched again"
+    hand_over(consumer, message(worker.settings.topic_results, 650, 7))
+    consumer._read_offset[tp] = 650
+    consumer._read_offset[tp] = 651
+    assert consumer._read_offset[tp] == 651
+
+
+def test_a_partition_stuck_behind_unprocessed_offsets_is_fetched_again(worker, monkeypatch):
+    import app.worker as worker_module
+
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    seeks = []
+
+    async def seek(partition, offset):
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    consumer._committed_offset[tp] = 155
+    consumer._acked[tp] = [162, 163]  # 155-161 never handed over, so never acked
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    asyncio.run(worker._refetch_holes())
+    clock[0] += worker_module.HOLE_SECONDS - 1
+    asyncio.run(worker._refetch_holes())
+    assert seeks == []  # a moment's hole is normal: commits come every few seconds
+    clock[0] += 2
+    asyncio.run(worker._refetch_holes())
+    assert seeks == [(tp, 155)]
+
+
+def test_a_partition_committing_as_it_goes_is_left_alone(worker, monkeypatch):
+    import app.worker as worker_module
+
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    seeks = []
+
+    async def seek(partition, offset):
+        seeks.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    for committed in range(100, 160, 5):
+        consumer._committed_offset[tp] = committed
+        consumer._acked[tp] = [committed, committed + 1, committed + 2]
+        asyncio.run(worker._refetch_holes())
+        clock[0] += 30
+    assert seeks == []
+
+
+def test_a_commit_never_passes_an_unprocessed_offset(worker):
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    consumer._committed_offset[tp] = 155  # the next offset to process
+    consumer._acked[tp] = [156, 157]  # 155 was never processed
+    consumer._acked_index[tp] = {156, 157}
+    assert consumer._new_offset(tp) is None
+    consumer._acked[tp] = [155, 156, 157]
+    consumer._acked_index[tp] = {155, 156, 157}
+    assert consumer._new_offset(tp) == 158
