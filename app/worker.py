@@ -54,8 +54,7 @@ TICK = "__tick__"
 #: consumer is about to commit offsets (see ``Worker._flush_before_commit``).
 ROUTE_FLUSH_SECONDS = 0.05
 ROUTE_FLUSH_EVENTS = 200
-#: Own name counts go to the name-count topic this often, in messages of at most this many names.
-NAME_COUNTS_FLUSH_SECONDS = 1.0
+#: Own name counts go to the name-count topic once a second, in messages of at most this many names.
 NAME_COUNTS_PER_MESSAGE = 4096
 #: A partition whose commits have been stuck this long behind offsets never processed is fetched
 #: again from its committed offset (see ``Worker._refetch_holes``).
