@@ -175,6 +175,7 @@ class Worker:
         self._shared_positions: dict[str, dict[int, int]] = {kind: {} for kind in SHARED_KINDS}
         self._name_counts_unsent: list[bytes] = []
         self._holes: dict[Any, tuple[int, float]] = {}  # partition -> (committed offset, since) while stuck
+        self._refetched: set[tuple[Any, int]] = set()  # (partition, committed offset) fetched again once
         self._verdicts_seen: set[str] = set()  # feedback messages learned from, by topic:partition:offset
         if self.pipeline.person_block is not None:
             self.pipeline.person_block.share_name_counts()
@@ -498,10 +499,14 @@ class Worker:
         def offset_to_commit(tp: Any) -> int | None:
             # Faust lets a commit pass a single unprocessed offset right after the
             # committed one (it compares the first acked offset with the committed
-            # one as if that were the last processed, not the next to process).
+            # one as if that were the last processed, not the next to process), and
+            # commits over offsets its fetch loop skipped, taking them for a gap
+            # (compacted away, or a transaction marker). Neither passes here until
+            # the hole has been fetched again once (_refetch_holes); what is still
+            # missing then is a real gap.
             acked, committed = consumer._acked[tp], consumer._committed_offset[tp]  # noqa: SLF001
-            if acked and committed is not None and min(acked) > committed and not consumer._gap.get(tp):  # noqa: SLF001
-                return None  # the next offset to commit was not processed: wait for it (_refetch_holes)
+            if acked and committed is not None and min(acked) > committed and (tp, committed) not in self._refetched:
+                return None
             return new_offset(tp)
 
         consumer._new_offset = offset_to_commit  # noqa: SLF001
@@ -532,10 +537,13 @@ class Worker:
             since = self._holes.get(tp)
             if since is None or since[0] != committed:
                 self._holes[tp] = (committed, now)
+            elif (tp, committed) in self._refetched:
+                continue  # fetched again already: what is still missing is a gap, committed over
             elif now - since[1] >= HOLE_SECONDS:
                 log.warning("%s[%s]: offsets %s-%s were never processed; fetching them again", tp.topic,
                             tp.partition, committed, min(acked) - 1)
                 del self._holes[tp]
+                self._refetched.add((tp, committed))
                 await consumer.seek(tp, committed)
 
     def _make_route_agent(self, kind: str):

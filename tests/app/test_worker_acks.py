@@ -134,3 +134,15 @@ def test_a_commit_never_passes_an_unprocessed_offset(worker):
     consumer._acked[tp] = [155, 156, 157]
     consumer._acked_index[tp] = {155, 156, 157}
     assert consumer._new_offset(tp) == 158
+
+
+def test_offsets_taken_for_a_gap_are_fetched_again_before_a_commit_passes_them(worker):
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    consumer._committed_offset[tp] = 143
+    consumer._acked[tp] = [148, 149]  # the fetch loop jumped from 142 to 148 ...
+    consumer._acked_index[tp] = {148, 149}
+    consumer._gap[tp].addi(143, 148)  # ... and took 143-147 for a gap
+    assert consumer._new_offset(tp) is None
+    worker._refetched.add((tp, 143))  # fetched again once, still missing: a real gap
+    assert consumer._new_offset(tp) == 150
