@@ -681,7 +681,7 @@ class Worker:
                                             enable_auto_commit=False, auto_offset_reset="earliest")
                 await consumer.start()
                 await consumer.topics()  # metadata, so that the partitions are known
-                parts = consumer.partitions_for_topic(name) or range(TOPIC_PARTITIONS.get(kind, self.settings.partitions))
+                parts = consumer.partitions_for_topic(name) or range(self.topics[kind].partitions)  # as declared
                 tps = [TopicPartition(name, p) for p in sorted(parts)]
                 consumer.assign(tps)
                 for tp in tps:
