@@ -57,8 +57,10 @@ ROUTE_FLUSH_EVENTS = 200
 #: Own name counts go to the name-count topic once a second, in messages of at most this many names.
 NAME_COUNTS_PER_MESSAGE = 4096
 #: A partition whose commits have been stuck this long behind offsets never processed is fetched
-#: again from its committed offset (see ``Worker._refetch_holes``).
+#: again from there, every time this long (see ``Worker._refetch_holes``).
 HOLE_SECONDS = 10.0
+#: Most records taken from a shared topic's consumer at once.
+FOLLOW_RECORDS = 2000
 #: How long the producer waits to fill a request (Faust's ``producer_linger``; it adds at
 #: most this much to each hop of an event's path to its alert).
 PRODUCER_LINGER_SECONDS = 0.02
@@ -174,8 +176,12 @@ class Worker:
         self._shared_ready = {kind: asyncio.Event() for kind in SHARED_KINDS}
         self._shared_positions: dict[str, dict[int, int]] = {kind: {} for kind in SHARED_KINDS}
         self._name_counts_unsent: list[bytes] = []
-        self._holes: dict[Any, tuple[int, float]] = {}  # partition -> (committed offset, since) while stuck
-        self._refetched: set[tuple[Any, int]] = set()  # (partition, committed offset) fetched again once
+        # Partitions whose commits are stuck behind offsets never processed:
+        # partition -> (next offset to process, since, times fetched again).
+        self._holes: dict[Any, tuple[int, float, int]] = {}
+        # partition -> (offset it was sought to, consumer generation), until that offset is handed over
+        self._seeking: dict[Any, tuple[int, int]] = {}
+        self._log_gaps: dict[Any, tuple[int, int]] = {}  # partition -> offsets [from, to) not in the log
         self._verdicts_seen: set[str] = set()  # feedback messages learned from, by topic:partition:offset
         if self.pipeline.person_block is not None:
             self.pipeline.person_block.share_name_counts()
@@ -445,22 +451,26 @@ class Worker:
         """Guards around Faust's consumer, so that a rebalance loses no event.
 
         The join/leave fault test lost 1-15 events of one partition in most
-        runs (docs/reliability.md, "Rebalances"). Faust's fetch loop hands a
-        fetched message to the streams and then records its offset as read; a
-        message fetched before a rebalance can be handed over after the
-        rebalance's seek to the committed offsets, and then its offset
-        overwrites the seek's, so the same offsets fetched again are dropped as
-        already read. The stream skips the stale message itself (older consumer
-        generation) and acks it, which makes its offset committable although
-        nothing processed it. So:
+        runs (docs/reliability.md, "Rebalances"). What Faust does, and what is
+        guarded here:
 
-        * an offset read from a message of an older generation is not recorded
-          (the seek's offset stands, and the messages are fetched and handed
-          over again);
-        * a message Faust skips (older generation, or flow control suspended
-          during a rebalance) is released but its offset is not committable;
-        * a commit never passes an offset that was not processed (Faust let one
-          pass when it came right after the committed offset).
+        * Its fetch loop hands a message to the streams and then records the
+          offset as read. A message fetched before a rebalance (or before a
+          refetch's seek) can be handed over after the seek, and its offset
+          then overwrites the seek's, so the offsets fetched again are dropped
+          as already read. Such an offset is not recorded (older consumer
+          generation), nor is any offset other than the seek's own until the
+          message at the seek's offset has been handed over.
+        * Its streams skip such messages (older generation, or flow control
+          suspended) and ack them, which makes their offsets committable
+          although nothing processed them. Such an ack only releases the
+          message.
+        * Its commit offset counts offsets its fetch loop jumped over as a gap
+          (compacted away, or a transaction marker), and lets a commit pass
+          one unprocessed offset right after the committed one. The offset
+          committed here is the end of the run of processed offsets that
+          starts at the committed one; it passes only offsets checked to be
+          missing from the log (``_check_log_gap``).
 
         At-least-once: an event finished just as a rebalance began may be
         processed twice; alert ids are deterministic.
@@ -469,6 +479,7 @@ class Worker:
         consumer = app.consumer
         deliver = consumer.callback
         fetched_in: dict[Any, int | None] = {}  # generation of the last message handed over, per partition
+        seeking = self._seeking
 
         async def callback(message: Any) -> Any:
             fetched_in[message.tp] = message.generation_id
@@ -478,6 +489,14 @@ class Worker:
             def __setitem__(self, tp: Any, offset: Any) -> None:
                 if fetched_in.get(tp, app.consumer_generation_id) != app.consumer_generation_id:
                     return  # fetched before the rebalance: the seek's offset stands
+                target = seeking.get(tp)
+                if target is not None:
+                    if target[1] != app.consumer_generation_id:
+                        del seeking[tp]  # a rebalance sought it since
+                    elif offset != target[0]:
+                        return  # fetched before the seek: the seek's offset stands
+                    else:
+                        del seeking[tp]
                 super().__setitem__(tp, offset)
 
         offsets = ReadOffsets(lambda: None)
@@ -494,57 +513,108 @@ class Worker:
             return ack(message)
 
         consumer.ack = ack_if_current  # type: ignore[method-assign]
-        new_offset = consumer._new_offset  # noqa: SLF001
+        consumer._new_offset = self._offset_to_commit  # noqa: SLF001
 
-        def offset_to_commit(tp: Any) -> int | None:
-            # Faust lets a commit pass a single unprocessed offset right after the
-            # committed one (it compares the first acked offset with the committed
-            # one as if that were the last processed, not the next to process), and
-            # commits over offsets its fetch loop skipped, taking them for a gap
-            # (compacted away, or a transaction marker). Neither passes here until
-            # the hole has been fetched again once (_refetch_holes); what is still
-            # missing then is a real gap.
-            acked, committed = consumer._acked[tp], consumer._committed_offset[tp]  # noqa: SLF001
-            if acked and committed is not None and min(acked) > committed and (tp, committed) not in self._refetched:
-                return None
-            return new_offset(tp)
+    def _next_to_process(self, tp: Any) -> int:
+        """The partition's committed offset, moved past a gap checked to be missing from the log."""
+        expected = self.app.consumer._committed_offset[tp] or 0  # noqa: SLF001 - Faust keeps None for 0
+        gap = self._log_gaps.get(tp)
+        if gap is not None and gap[0] <= expected < gap[1]:
+            return gap[1]
+        return expected
 
-        consumer._new_offset = offset_to_commit  # noqa: SLF001
+    def _offset_to_commit(self, tp: Any) -> int | None:
+        """The offset to commit for ``tp``: one past the run of processed offsets from the next to process.
+
+        Replaces Faust's ``Consumer._new_offset`` (see ``_keep_rebalances_lossless``).
+        """
+        consumer = self.app.consumer
+        consumer._gap.pop(tp, None)  # noqa: SLF001 - Faust's guesses at gaps are not used
+        acked = consumer._acked[tp]  # noqa: SLF001
+        if not acked:
+            return None
+        acked.sort()
+        start = self._next_to_process(tp)
+        following, done = start, 0
+        for offset in acked:
+            if offset > following:
+                break
+            if offset == following:
+                following += 1
+            done += 1  # in the run, or processed again below it (already committed)
+        consumer._acked_index[tp].difference_update(acked[:done])  # noqa: SLF001
+        del acked[:done]
+        committed = consumer._committed_offset[tp] or 0  # noqa: SLF001
+        return following if following > committed else None
 
     async def _refetch_holes(self) -> None:
-        """Fetch a partition again from its committed offset when offsets after it were
-        processed but it never was, for ``HOLE_SECONDS``.
+        """Fetch a partition again from its next offset to process when later offsets
+        were processed but that one never was, for ``HOLE_SECONDS``.
 
-        Seen after a rebalance (docs/reliability.md): a few offsets of a
+        Seen after rebalances (docs/reliability.md): a few offsets of a
         partition are never handed to the streams, so nothing acks them and
         the partition's commits stop there, while later offsets are processed.
         Commits never pass such a hole, so nothing is lost, but the events
         would wait for the next restart. Fetching again processes them; the
         later ones are processed a second time (at-least-once; alert ids are
-        deterministic).
+        deterministic). From the second time on, the log is checked first:
+        offsets it does not hold (compacted away, deleted, transaction
+        markers) are a gap that commits may pass.
         """
         app, consumer = self.app, self.app.consumer
         if app.rebalancing or not app.flow_control.is_active():
             self._holes.clear()
+            self._seeking.clear()
             return
         now = time.monotonic()
         for tp in list(consumer.assignment()):
             acked = consumer._acked.get(tp)  # noqa: SLF001 - Faust keeps no public view of acked offsets
-            committed = consumer._committed_offset.get(tp)  # noqa: SLF001
-            if not acked or committed is None or min(acked) <= committed:
+            start = self._next_to_process(tp)
+            if not acked or start in consumer._acked_index[tp] or max(acked) < start:  # noqa: SLF001
                 self._holes.pop(tp, None)
                 continue
             since = self._holes.get(tp)
-            if since is None or since[0] != committed:
-                self._holes[tp] = (committed, now)
-            elif (tp, committed) in self._refetched:
-                continue  # fetched again already: what is still missing is a gap, committed over
-            elif now - since[1] >= HOLE_SECONDS:
-                log.warning("%s[%s]: offsets %s-%s were never processed; fetching them again", tp.topic,
-                            tp.partition, committed, min(acked) - 1)
-                del self._holes[tp]
-                self._refetched.add((tp, committed))
-                await consumer.seek(tp, committed)
+            if since is None or since[0] != start:
+                self._holes[tp] = (start, now, 0)
+                continue
+            if now - since[1] < HOLE_SECONDS:
+                continue
+            tries = since[2] + 1
+            self._holes[tp] = (start, now, tries)
+            if tries > 1 and await self._check_log_gap(tp, start):
+                continue
+            log.warning("%s[%s]: offsets from %s were never processed; fetching them again", tp.topic,
+                        tp.partition, start)
+            self._seeking.pop(tp, None)
+            await consumer.seek(tp, start)
+            self._seeking[tp] = (start, app.consumer_generation_id)
+
+    async def _check_log_gap(self, tp: Any, start: int) -> bool:
+        """Whether the log holds no message at ``start``; if so, the gap up to its next message is noted
+        so that commits pass it."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from app.kafka_io import client_options
+
+        reader = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
+                                  auto_offset_reset="earliest")
+        try:
+            await reader.start()
+            partition = TopicPartition(tp.topic, tp.partition)
+            reader.assign([partition])
+            reader.seek(partition, start)
+            records = (await reader.getmany(partition, timeout_ms=5000, max_records=1)).get(partition)
+        except Exception:  # noqa: BLE001 - not checked this time; the hole is fetched again
+            log.exception("could not read %s[%s] at %s", tp.topic, tp.partition, start)
+            return False
+        finally:
+            await reader.stop()
+        if not records or records[0].offset <= start:
+            return False
+        log.warning("%s[%s]: offsets %s-%s are not in the log (deleted, compacted or transaction markers); "
+                    "committing past them", tp.topic, tp.partition, start, records[0].offset - 1)
+        self._log_gaps[tp] = (start, records[0].offset)
+        return True
 
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:
@@ -689,18 +759,20 @@ class Worker:
                         consumer.seek(tp, positions[tp.partition])
                     else:
                         await consumer.seek_to_beginning(tp)
-                # Tansu's end offsets can be short by a batch (docs/broker.md): caught up
-                # means past them *and* a fetch that returned nothing.
+                # Caught up: at or past the end offsets read at start, with nothing
+                # fetched left over. Tansu's can be short by a batch (docs/broker.md),
+                # but the broker returns whole batches, so the fetch that reaches such
+                # an end offset holds the rest of that batch too.
                 end = await consumer.end_offsets(tps)
                 ticked = time.monotonic()
                 while True:
-                    batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+                    batch = await consumer.getmany(timeout_ms=200, max_records=FOLLOW_RECORDS)
                     records = [r for rs in batch.values() for r in rs]
                     if records:
                         on_records(records)
                         for r in records:
                             positions[r.partition] = r.offset + 1
-                    elif not ready.is_set() and await self._read_to(consumer, end):
+                    if not ready.is_set() and len(records) < FOLLOW_RECORDS and await self._read_to(consumer, end):
                         log.info("%s read from %s", kind.replace("_", " "), name)
                         ready.set()
                     if every_second is not None and ready.is_set() and time.monotonic() - ticked >= 1.0:

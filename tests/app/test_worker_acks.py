@@ -77,29 +77,81 @@ def test_a_read_offset_from_before_a_rebalance_does_not_overwrite_the_seek(worke
     assert consumer._read_offset[tp] == 651
 
 
-def test_a_partition_stuck_behind_unprocessed_offsets_is_fetched_again(worker, monkeypatch):
+def test_the_seek_of_a_refetch_stands_until_its_message_is_handed_over(worker):
+    consumer = worker.app.consumer
+    topic = worker.settings.topic_results
+    tp = message(topic, 0, 7).tp
+    consumer._read_offset[tp] = 300  # the fetch loop was at 300 ...
+    worker._seeking[tp] = (39, 7)  # ... when the partition was sought back to 39
+    consumer._read_offset[tp] = 301  # a message fetched before the seek, handed over after it
+    assert consumer._read_offset[tp] == 300, "39-300 would be dropped as already read when fetched again"
+    consumer._read_offset[tp] = 39
+    assert tp not in worker._seeking
+    consumer._read_offset[tp] = 40
+    assert consumer._read_offset[tp] == 40
+
+
+def test_a_seek_from_before_a_rebalance_is_forgotten(worker):
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    worker._seeking[tp] = (39, 6)  # sought in the previous generation; the rebalance sought it again since
+    consumer._read_offset[tp] = 120
+    assert consumer._read_offset[tp] == 120 and tp not in worker._seeking
+
+
+@pytest.fixture()
+def stuck(worker, monkeypatch):
+    """A partition of ``worker`` whose commits stop at 155 while 162-163 were processed; returns
+    (partition, seeks made, log checks made, clock)."""
     import app.worker as worker_module
 
     consumer = worker.app.consumer
     tp = message(worker.settings.topic_results, 0, 7).tp
-    seeks = []
+    seeks, checks = [], []
 
     async def seek(partition, offset):
         seeks.append((partition, offset))
 
+    async def check_log_gap(partition, offset):
+        checks.append((partition, offset))
+        return False  # the log holds the message: not a gap
+
     monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(worker, "_check_log_gap", check_log_gap)
     monkeypatch.setattr(consumer, "assignment", lambda: {tp})
     consumer._committed_offset[tp] = 155
     consumer._acked[tp] = [162, 163]  # 155-161 never handed over, so never acked
+    consumer._acked_index[tp] = {162, 163}
     clock = [1000.0]
     monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    return tp, seeks, checks, clock
+
+
+def test_a_partition_stuck_behind_unprocessed_offsets_is_fetched_again(worker, stuck):
+    import app.worker as worker_module
+
+    tp, seeks, checks, clock = stuck
     asyncio.run(worker._refetch_holes())
     clock[0] += worker_module.HOLE_SECONDS - 1
     asyncio.run(worker._refetch_holes())
     assert seeks == []  # a moment's hole is normal: commits come every few seconds
     clock[0] += 2
     asyncio.run(worker._refetch_holes())
-    assert seeks == [(tp, 155)]
+    assert seeks == [(tp, 155)] and checks == []
+    assert worker._seeking[tp] == (155, 7)
+
+
+def test_a_partition_still_stuck_is_fetched_again_after_the_log_was_checked(worker, stuck):
+    import app.worker as worker_module
+
+    tp, seeks, checks, clock = stuck
+    asyncio.run(worker._refetch_holes())
+    for _ in range(3):
+        clock[0] += worker_module.HOLE_SECONDS + 1
+        asyncio.run(worker._refetch_holes())
+    assert seeks == [(tp, 155)] * 3  # the refetch itself can be lost to a rebalance: never given up
+    assert checks == [(tp, 155)] * 2
+    assert worker.app.consumer._new_offset(tp) is None, "the log holds 155: no commit may pass it"
 
 
 def test_a_partition_committing_as_it_goes_is_left_alone(worker, monkeypatch):
@@ -144,5 +196,15 @@ def test_offsets_taken_for_a_gap_are_fetched_again_before_a_commit_passes_them(w
     consumer._acked_index[tp] = {148, 149}
     consumer._gap[tp].addi(143, 148)  # ... and took 143-147 for a gap
     assert consumer._new_offset(tp) is None
-    worker._refetched.add((tp, 143))  # fetched again once, still missing: a real gap
+    worker._log_gaps[tp] = (143, 148)  # checked: the log holds no message there
     assert consumer._new_offset(tp) == 150
+
+
+def test_offsets_processed_again_below_the_committed_one_do_not_hold_commits(worker):
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    consumer._committed_offset[tp] = 200
+    consumer._acked[tp] = [150, 151, 200, 201]  # 150-151 processed again after a refetch
+    consumer._acked_index[tp] = {150, 151, 200, 201}
+    assert consumer._new_offset(tp) == 202
+    assert consumer._acked[tp] == [] and consumer._acked_index[tp] == set()
