@@ -190,6 +190,7 @@ class Worker:
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
         # Newest event time per (stream, input partition): the partition's watermark.
         self._volume_progress: dict[tuple[str, int], float] = {}
+        self._counted: dict[Any, set[int]] = {}  # input partition -> offsets counted since its committed one
         self._volume_pending = 0
         self._volume_flushed_at = time.monotonic()
         self._volume_monitors: dict[int, Any] = {}
@@ -325,13 +326,38 @@ class Worker:
             findings, new_routes = self.pipeline.on_result(event)
             self.metrics.observe_result(event)
         routes += new_routes
-        self._count_for_volume(stream, event, message.partition)
+        if self._first_count(message):
+            self._count_for_volume(stream, event, message.partition)
         await self._publish(findings)
         m = self.metrics
         m.events.labels(stream, "processed").inc()
         m.events_by_region.labels(stream, province_label(event.get("region")), source_label(event.get("source"))).inc()
         m.last_event.labels(stream).set(time.time())
         m.processing.labels(stream).observe(time.perf_counter() - started)
+
+    def _first_count(self, message: Any) -> bool:
+        """Whether this process has not counted ``message``'s offset before.
+
+        A refetch (``_refetch_holes``) or a rebalance's seek processes events
+        again; alerts are republished with the same ids, but a count would
+        count them twice. Offsets are kept from the partition's committed one
+        on (``_forget_committed``), which is where any seek goes back to.
+        """
+        seen = self._counted.setdefault(message.tp, set())
+        if message.offset in seen:
+            return False
+        seen.add(message.offset)
+        return True
+
+    def _forget_committed(self) -> None:
+        consumer = self.app.consumer
+        assigned = consumer.assignment()
+        for tp in list(self._counted):
+            committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public view
+            if tp not in assigned:
+                del self._counted[tp]
+            elif committed:
+                self._counted[tp] = {o for o in self._counted[tp] if o >= committed}
 
     def _count_for_volume(self, stream: str, event: dict[str, Any], partition: int) -> None:
         stamp = event.get("occurred_at") or event.get("submitted_at")
@@ -891,6 +917,7 @@ class Worker:
             await self._tick_volume()
             self._update_lag()
             await self._refetch_holes()
+            self._forget_committed()
             self._update_index_sizes()
             self._export_detector_errors()
             if self.pipeline.person_block is not None:

@@ -208,3 +208,20 @@ def test_offsets_processed_again_below_the_committed_one_do_not_hold_commits(wor
     consumer._acked_index[tp] = {150, 151, 200, 201}
     assert consumer._new_offset(tp) == 202
     assert consumer._acked[tp] == [] and consumer._acked_index[tp] == set()
+
+
+def test_an_event_processed_again_is_counted_once(worker, monkeypatch):
+    # A refetch processes the events after a hole again: their alerts are
+    # republished with the same ids, but the volume series must not count them twice.
+    consumer = worker.app.consumer
+    topic = worker.settings.topic_results
+    tp = message(topic, 0, 7).tp
+    assert [worker._first_count(message(topic, o, 7)) for o in (155, 156, 157)] == [True] * 3
+    assert [worker._first_count(message(topic, o, 7)) for o in (155, 156, 157, 158)] == [False] * 3 + [True]
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+    consumer._committed_offset[tp] = 157
+    worker._forget_committed()
+    assert worker._counted[tp] == {157, 158}  # a seek never goes below the committed offset
+    monkeypatch.setattr(consumer, "assignment", lambda: set())
+    worker._forget_committed()
+    assert tp not in worker._counted  # revoked: its next owner counts from the committed offset
