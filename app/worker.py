@@ -190,7 +190,7 @@ class Worker:
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
         # Newest event time per (stream, input partition): the partition's watermark.
         self._volume_progress: dict[tuple[str, int], float] = {}
-        self._counted: dict[Any, set[int]] = {}  # input partition -> offsets counted since its committed one
+        self._counted: dict[Any, set[int]] = {}  # partition -> offsets counted since its committed one
         self._volume_pending = 0
         self._volume_flushed_at = time.monotonic()
         self._volume_monitors: dict[int, Any] = {}
@@ -340,7 +340,8 @@ class Worker:
 
         A refetch (``_refetch_holes``) or a rebalance's seek processes events
         again; alerts are republished with the same ids, but a count would
-        count them twice. Offsets are kept from the partition's committed one
+        count them twice (input events, and the partial counts on the volume
+        route topic). Offsets are kept from the partition's committed one
         on (``_forget_committed``), which is where any seek goes back to.
         """
         seen = self._counted.setdefault(message.tp, set())
@@ -654,7 +655,8 @@ class Worker:
                     log.error("unreadable routed batch on %s offset %s", message.topic, message.offset)
                     continue
                 if kind == "volume":
-                    await self._observe_volume(message.partition, items)
+                    if self._first_count(message):  # partial counts: processed again, they would add up twice
+                        await self._observe_volume(message.partition, items)
                     continue
                 for key, payload in items:
                     await self._publish(self.pipeline.on_route(kind, key, payload))
