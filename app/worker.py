@@ -61,6 +61,8 @@ NAME_COUNTS_PER_MESSAGE = 4096
 HOLE_SECONDS = 10.0
 #: Most records taken from a shared topic's consumer at once.
 FOLLOW_RECORDS = 2000
+#: Longest read of a partition looking for offsets its log does not hold (``Worker._scan_log``).
+SCAN_SECONDS = 5.0
 #: How long the producer waits to fill a request (Faust's ``producer_linger``; it adds at
 #: most this much to each hop of an event's path to its alert).
 PRODUCER_LINGER_SECONDS = 0.02
@@ -150,6 +152,23 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = dict.fromkeys(SHARED_KINDS, {"retenti
 TOPIC_PARTITIONS: dict[str, int] = {"verdicts": 1}
 
 
+def missing_runs(start: int, present: list[int]) -> dict[int, int]:
+    """The runs of offsets from ``start`` up to the last of ``present`` (ascending offsets read
+    from a partition) that are not in it, as {first missing: first present after it}.
+
+    >>> missing_runs(10, [11, 12, 13, 15, 16, 19])
+    {10: 11, 14: 15, 17: 19}
+    >>> missing_runs(10, [10, 11])
+    {}
+    """
+    runs, expected = {}, start
+    for offset in present:
+        if offset > expected:
+            runs[expected] = offset
+        expected = max(expected, offset + 1)
+    return runs
+
+
 def shared_topic_name(settings: Settings, kind: str) -> str:
     return f"{settings.app_id}-{kind.replace('_', '-')}"
 
@@ -177,11 +196,12 @@ class Worker:
         self._shared_positions: dict[str, dict[int, int]] = {kind: {} for kind in SHARED_KINDS}
         self._name_counts_unsent: list[bytes] = []
         # Partitions whose commits are stuck behind offsets never processed:
-        # partition -> (next offset to process, since, times fetched again).
-        self._holes: dict[Any, tuple[int, float, int]] = {}
+        # partition -> (next offset to process, since when, or since the last refetch).
+        self._holes: dict[Any, tuple[int, float]] = {}
         # partition -> (offset it was sought to, consumer generation), until that offset is handed over
         self._seeking: dict[Any, tuple[int, int]] = {}
-        self._log_gaps: dict[Any, tuple[int, int]] = {}  # partition -> offsets [from, to) not in the log
+        # partition -> {first offset of a run the log does not hold: first offset after it}
+        self._log_gaps: dict[Any, dict[int, int]] = {}
         self._verdicts_seen: set[str] = set()  # feedback messages learned from, by topic:partition:offset
         if self.pipeline.person_block is not None:
             self.pipeline.person_block.share_name_counts()
@@ -359,6 +379,10 @@ class Worker:
                 del self._counted[tp]
             elif committed:
                 self._counted[tp] = {o for o in self._counted[tp] if o >= committed}
+        for tp, gaps in list(self._log_gaps.items()):
+            committed = consumer._committed_offset.get(tp)  # noqa: SLF001
+            if committed:
+                self._log_gaps[tp] = {a: b for a, b in gaps.items() if b > committed}
 
     def _count_for_volume(self, stream: str, event: dict[str, Any], partition: int) -> None:
         stamp = event.get("occurred_at") or event.get("submitted_at")
@@ -497,7 +521,7 @@ class Worker:
           one unprocessed offset right after the committed one. The offset
           committed here is the end of the run of processed offsets that
           starts at the committed one; it passes only offsets checked to be
-          missing from the log (``_check_log_gap``).
+          missing from the log (``_scan_log``).
 
         At-least-once: an event finished just as a rebalance began may be
         processed twice; alert ids are deterministic.
@@ -542,16 +566,20 @@ class Worker:
         consumer.ack = ack_if_current  # type: ignore[method-assign]
         consumer._new_offset = self._offset_to_commit  # noqa: SLF001
 
+    def _past_gaps(self, tp: Any, offset: int) -> int:
+        """``offset``, or the first offset after the log gap starting there (``_scan_log``)."""
+        gaps = self._log_gaps.get(tp)
+        while gaps and offset in gaps:
+            offset = gaps[offset]
+        return offset
+
     def _next_to_process(self, tp: Any) -> int:
         """The partition's committed offset, moved past a gap checked to be missing from the log."""
-        expected = self.app.consumer._committed_offset[tp] or 0  # noqa: SLF001 - Faust keeps None for 0
-        gap = self._log_gaps.get(tp)
-        if gap is not None and gap[0] <= expected < gap[1]:
-            return gap[1]
-        return expected
+        return self._past_gaps(tp, self.app.consumer._committed_offset[tp] or 0)  # noqa: SLF001 - None for 0
 
     def _offset_to_commit(self, tp: Any) -> int | None:
-        """The offset to commit for ``tp``: one past the run of processed offsets from the next to process.
+        """The offset to commit for ``tp``: one past the run of processed offsets (and log gaps)
+        from the next to process.
 
         Replaces Faust's ``Consumer._new_offset`` (see ``_keep_rebalances_lossless``).
         """
@@ -561,13 +589,12 @@ class Worker:
         if not acked:
             return None
         acked.sort()
-        start = self._next_to_process(tp)
-        following, done = start, 0
+        following, done = self._next_to_process(tp), 0
         for offset in acked:
             if offset > following:
                 break
             if offset == following:
-                following += 1
+                following = self._past_gaps(tp, following + 1)
             done += 1  # in the run, or processed again below it (already committed)
         consumer._acked_index[tp].difference_update(acked[:done])  # noqa: SLF001
         del acked[:done]
@@ -582,11 +609,12 @@ class Worker:
         partition are never handed to the streams, so nothing acks them and
         the partition's commits stop there, while later offsets are processed.
         Commits never pass such a hole, so nothing is lost, but the events
-        would wait for the next restart. Fetching again processes them; the
-        later ones are processed a second time (at-least-once; alert ids are
-        deterministic). From the second time on, the log is checked first:
-        offsets it does not hold (compacted away, deleted, transaction
-        markers) are a gap that commits may pass.
+        would wait for the next restart. The log is read first
+        (``_scan_log``): offsets it does not hold (deleted, compacted,
+        transaction markers) are gaps that commits pass. Otherwise the
+        partition is fetched again from the hole, every ``HOLE_SECONDS`` for
+        as long as it stays; the later events are processed a second time
+        (at-least-once; alert ids are deterministic).
         """
         app, consumer = self.app, self.app.consumer
         if app.rebalancing or not app.flow_control.is_active():
@@ -602,13 +630,12 @@ class Worker:
                 continue
             since = self._holes.get(tp)
             if since is None or since[0] != start:
-                self._holes[tp] = (start, now, 0)
+                self._holes[tp] = (start, now)
                 continue
             if now - since[1] < HOLE_SECONDS:
                 continue
-            tries = since[2] + 1
-            self._holes[tp] = (start, now, tries)
-            if tries > 1 and await self._check_log_gap(tp, start):
+            self._holes[tp] = (start, now)
+            if await self._scan_log(tp, start, max(acked)):
                 continue
             log.warning("%s[%s]: offsets from %s were never processed; fetching them again", tp.topic,
                         tp.partition, start)
@@ -616,13 +643,14 @@ class Worker:
             await consumer.seek(tp, start)
             self._seeking[tp] = (start, app.consumer_generation_id)
 
-    async def _check_log_gap(self, tp: Any, start: int) -> bool:
-        """Whether the log holds no message at ``start``; if so, the gap up to its next message is noted
-        so that commits pass it."""
+    async def _scan_log(self, tp: Any, start: int, upto: int) -> bool:
+        """Read ``tp`` from ``start`` towards ``upto`` and note the offsets the log does not hold
+        (so that commits pass them); whether ``start`` is one of them."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from app.kafka_io import client_options
 
+        present: list[int] = []
         reader = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
                                   auto_offset_reset="earliest")
         try:
@@ -630,18 +658,22 @@ class Worker:
             partition = TopicPartition(tp.topic, tp.partition)
             reader.assign([partition])
             reader.seek(partition, start)
-            records = (await reader.getmany(partition, timeout_ms=5000, max_records=1)).get(partition)
+            deadline = time.monotonic() + SCAN_SECONDS
+            while (not present or present[-1] < upto) and time.monotonic() < deadline:
+                batch = await reader.getmany(partition, timeout_ms=1000, max_records=10_000)
+                present += [r.offset for r in batch.get(partition, ())]
         except Exception:  # noqa: BLE001 - not checked this time; the hole is fetched again
-            log.exception("could not read %s[%s] at %s", tp.topic, tp.partition, start)
+            log.exception("could not read %s[%s] from %s", tp.topic, tp.partition, start)
             return False
         finally:
             await reader.stop()
-        if not records or records[0].offset <= start:
-            return False
-        log.warning("%s[%s]: offsets %s-%s are not in the log (deleted, compacted or transaction markers); "
-                    "committing past them", tp.topic, tp.partition, start, records[0].offset - 1)
-        self._log_gaps[tp] = (start, records[0].offset)
-        return True
+        gaps = missing_runs(start, present)
+        if gaps:
+            log.warning("%s[%s]: %s offsets from %s to %s are not in the log (deleted, compacted or "
+                        "transaction markers); commits pass them", tp.topic, tp.partition,
+                        sum(b - a for a, b in gaps.items()), start, present[-1])
+            self._log_gaps.setdefault(tp, {}).update(gaps)
+        return start in gaps
 
     def _make_route_agent(self, kind: str):
         async def agent(events: faust.StreamT) -> None:

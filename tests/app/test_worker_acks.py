@@ -112,12 +112,12 @@ def stuck(worker, monkeypatch):
     async def seek(partition, offset):
         seeks.append((partition, offset))
 
-    async def check_log_gap(partition, offset):
-        checks.append((partition, offset))
+    async def scan_log(partition, offset, upto):
+        checks.append((partition, offset, upto))
         return False  # the log holds the message: not a gap
 
     monkeypatch.setattr(consumer, "seek", seek)
-    monkeypatch.setattr(worker, "_check_log_gap", check_log_gap)
+    monkeypatch.setattr(worker, "_scan_log", scan_log)
     monkeypatch.setattr(consumer, "assignment", lambda: {tp})
     consumer._committed_offset[tp] = 155
     consumer._acked[tp] = [162, 163]  # 155-161 never handed over, so never acked
@@ -137,11 +137,12 @@ def test_a_partition_stuck_behind_unprocessed_offsets_is_fetched_again(worker, s
     assert seeks == []  # a moment's hole is normal: commits come every few seconds
     clock[0] += 2
     asyncio.run(worker._refetch_holes())
-    assert seeks == [(tp, 155)] and checks == []
+    assert checks == [(tp, 155, 163)], "the log is read before the partition is fetched again"
+    assert seeks == [(tp, 155)]
     assert worker._seeking[tp] == (155, 7)
 
 
-def test_a_partition_still_stuck_is_fetched_again_after_the_log_was_checked(worker, stuck):
+def test_a_partition_still_stuck_is_fetched_again(worker, stuck):
     import app.worker as worker_module
 
     tp, seeks, checks, clock = stuck
@@ -150,7 +151,6 @@ def test_a_partition_still_stuck_is_fetched_again_after_the_log_was_checked(work
         clock[0] += worker_module.HOLE_SECONDS + 1
         asyncio.run(worker._refetch_holes())
     assert seeks == [(tp, 155)] * 3  # the refetch itself can be lost to a rebalance: never given up
-    assert checks == [(tp, 155)] * 2
     assert worker.app.consumer._new_offset(tp) is None, "the log holds 155: no commit may pass it"
 
 
@@ -196,8 +196,20 @@ def test_offsets_taken_for_a_gap_are_fetched_again_before_a_commit_passes_them(w
     consumer._acked_index[tp] = {148, 149}
     consumer._gap[tp].addi(143, 148)  # ... and took 143-147 for a gap
     assert consumer._new_offset(tp) is None
-    worker._log_gaps[tp] = (143, 148)  # checked: the log holds no message there
+    worker._log_gaps[tp] = {143: 148}  # read: the log holds no message there
     assert consumer._new_offset(tp) == 150
+
+
+def test_commits_pass_every_gap_the_log_was_read_to_have(worker):
+    # Transaction markers leave a gap after every transaction of an upstream producer.
+    consumer = worker.app.consumer
+    tp = message(worker.settings.topic_results, 0, 7).tp
+    consumer._committed_offset[tp] = 10
+    worker._log_gaps[tp] = {10: 11, 14: 15, 18: 19}
+    consumer._acked[tp] = [11, 12, 13, 15, 16, 17, 19, 21]
+    consumer._acked_index[tp] = set(consumer._acked[tp])
+    assert consumer._new_offset(tp) == 20
+    assert consumer._acked[tp] == [21]  # 20 was never processed
 
 
 def test_offsets_processed_again_below_the_committed_one_do_not_hold_commits(worker):

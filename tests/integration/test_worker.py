@@ -140,7 +140,7 @@ def test_the_shared_topics_keep_everything_and_verdicts_have_one_order(broker, t
 
 
 def test_a_hole_is_a_log_gap_only_when_the_log_holds_no_message_there(broker, tmp_path):
-    # The check that lets a stuck partition's commits pass offsets never
+    # The read that lets a stuck partition's commits pass offsets never
     # processed: on a real broker, an offset that holds a message is never a
     # gap. (Tansu has no compaction, deletion or transactions, so a real gap
     # cannot be made here; docs/reliability.md.)
@@ -154,6 +154,7 @@ def test_a_hole_is_a_log_gap_only_when_the_log_holds_no_message_there(broker, tm
     run(produce(s, [("results", b"k", dumps(result(event_id=f"gap-{i}"))) for i in range(3)]))
     worker = Worker(s)
     tp = TP(s.topic_results, key_partition("k", s.partitions))
-    assert run(worker._check_log_gap(tp, 1)) is False
-    assert run(worker._check_log_gap(tp, 3)) is False  # nothing there yet: not known to be a gap either
-    assert worker._log_gaps == {}
+    assert run(worker._scan_log(tp, 1, 2)) is False
+    assert run(worker._scan_log(tp, 0, 10)) is False  # read to the end; nothing beyond it is called a gap
+    assert run(worker._scan_log(tp, 3, 5)) is False  # nothing there yet: not known to be a gap either
+    assert worker._log_gaps[tp] == {}
