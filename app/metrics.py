@@ -97,6 +97,15 @@ class Metrics:
         self.broker_disconnects = Counter(
             "pantau_broker_disconnects", "Times the broker became unreachable.", registry=r
         )
+        self.refetches = Counter(
+            "pantau_partition_refetches",
+            "Times a partition was fetched again from offsets a rebalance left unprocessed.", ["stream"], registry=r,
+        )
+        self.log_gap_offsets = Counter(
+            "pantau_log_gap_offsets",
+            "Offsets committed over because the log does not hold them (deleted, compacted, transaction markers).",
+            ["stream"], registry=r,
+        )
         self.volume_score = Gauge(
             "pantau_volume_score", "Latest volume anomaly score of the province series.", ["stream", "province"], registry=r
         )

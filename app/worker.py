@@ -639,9 +639,14 @@ class Worker:
                 continue
             log.warning("%s[%s]: offsets from %s were never processed; fetching them again", tp.topic,
                         tp.partition, start)
+            self.metrics.refetches.labels(self._stream_of(tp.topic)).inc()
             self._seeking.pop(tp, None)
             await consumer.seek(tp, start)
             self._seeking[tp] = (start, app.consumer_generation_id)
+
+    def _stream_of(self, topic: str) -> str:
+        """The kind of a consumed topic (``results``, ``person_block``, ...): a fixed set, for labels."""
+        return next((kind for kind, t in self.topics.items() if t.get_topic_name() == topic), "other")
 
     async def _scan_log(self, tp: Any, start: int, upto: int) -> bool:
         """Read ``tp`` from ``start`` towards ``upto`` and note the offsets the log does not hold
@@ -669,10 +674,12 @@ class Worker:
             await reader.stop()
         gaps = missing_runs(start, present)
         if gaps:
+            missing = sum(b - a for a, b in gaps.items())
             log.warning("%s[%s]: %s offsets from %s to %s are not in the log (deleted, compacted or "
-                        "transaction markers); commits pass them", tp.topic, tp.partition,
-                        sum(b - a for a, b in gaps.items()), start, present[-1])
+                        "transaction markers); commits pass them", tp.topic, tp.partition, missing, start,
+                        present[-1])
             self._log_gaps.setdefault(tp, {}).update(gaps)
+            self.metrics.log_gap_offsets.labels(self._stream_of(tp.topic)).inc(missing)
         return start in gaps
 
     def _make_route_agent(self, kind: str):

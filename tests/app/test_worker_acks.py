@@ -140,6 +140,7 @@ def test_a_partition_stuck_behind_unprocessed_offsets_is_fetched_again(worker, s
     assert checks == [(tp, 155, 163)], "the log is read before the partition is fetched again"
     assert seeks == [(tp, 155)]
     assert worker._seeking[tp] == (155, 7)
+    assert worker.metrics.registry.get_sample_value("pantau_partition_refetches_total", {"stream": "results"}) == 1
 
 
 def test_a_partition_still_stuck_is_fetched_again(worker, stuck):
