@@ -15,6 +15,7 @@ harmless on a real Kafka.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections import defaultdict
 import socket
@@ -63,6 +64,8 @@ HOLE_SECONDS = 10.0
 FOLLOW_RECORDS = 2000
 #: Longest read of a partition looking for offsets its log does not hold (``Worker._scan_log``).
 SCAN_SECONDS = 5.0
+#: Longest wait, before a commit, for the messages of the offsets being committed to be delivered.
+COMMIT_FLUSH_SECONDS = 60.0
 #: How long the producer waits to fill a request (Faust's ``producer_linger``; it adds at
 #: most this much to each hop of an event's path to its alert).
 PRODUCER_LINGER_SECONDS = 0.02
@@ -210,7 +213,9 @@ class Worker:
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
         # Newest event time per (stream, input partition): the partition's watermark.
         self._volume_progress: dict[tuple[str, int], float] = {}
-        self._counted: dict[Any, set[int]] = {}  # partition -> offsets counted since its committed one
+        # What this process did once per input offset (see _first_time): what -> partition -> offsets
+        # since the partition's committed one.
+        self._done_once: dict[str, dict[Any, set[int]]] = {}
         self._volume_pending = 0
         self._volume_flushed_at = time.monotonic()
         self._volume_monitors: dict[int, Any] = {}
@@ -336,8 +341,9 @@ class Worker:
         if stream == "registrations" and not self._keyed_by_nik(message.key, event):
             # Producers must key by NIK so one NIK always meets its index
             # partition; a mis-keyed event is re-sent with the right key.
-            await self.topics["registrations"].send(key=event["voter"]["nik"].encode(), value=message.value)
-            self.metrics.events.labels(stream, "rekeyed").inc()
+            if self._first_time("rekey", message):
+                await self.topics["registrations"].send(key=event["voter"]["nik"].encode(), value=message.value)
+                self.metrics.events.labels(stream, "rekeyed").inc()
             return
         if stream == "registrations":
             findings, new_routes = self.pipeline.on_registration(event)
@@ -346,7 +352,7 @@ class Worker:
             findings, new_routes = self.pipeline.on_result(event)
             self.metrics.observe_result(event)
         routes += new_routes
-        if self._first_count(message):
+        if self._first_time("count", message):
             self._count_for_volume(stream, event, message.partition)
         await self._publish(findings)
         m = self.metrics
@@ -355,16 +361,18 @@ class Worker:
         m.last_event.labels(stream).set(time.time())
         m.processing.labels(stream).observe(time.perf_counter() - started)
 
-    def _first_count(self, message: Any) -> bool:
-        """Whether this process has not counted ``message``'s offset before.
+    def _first_time(self, what: str, message: Any) -> bool:
+        """Whether this process has not done ``what`` for ``message``'s offset before (and notes it).
 
         A refetch (``_refetch_holes``) or a rebalance's seek processes events
-        again; alerts are republished with the same ids, but a count would
-        count them twice (input events, and the partial counts on the volume
-        route topic). Offsets are kept from the partition's committed one
-        on (``_forget_committed``), which is where any seek goes back to.
+        again. Alerts are republished with the same ids, but counts would
+        count them twice (``count``: input events, and the partial counts on
+        the volume route topic), and a bad event would be dead-lettered
+        (``dead_letter``) or a mis-keyed one re-sent (``rekey``) twice.
+        Offsets are kept from the partition's committed one on
+        (``_forget_committed``), which is where any seek goes back to.
         """
-        seen = self._counted.setdefault(message.tp, set())
+        seen = self._done_once.setdefault(what, {}).setdefault(message.tp, set())
         if message.offset in seen:
             return False
         seen.add(message.offset)
@@ -373,12 +381,13 @@ class Worker:
     def _forget_committed(self) -> None:
         consumer = self.app.consumer
         assigned = consumer.assignment()
-        for tp in list(self._counted):
-            committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public view
-            if tp not in assigned:
-                del self._counted[tp]
-            elif committed:
-                self._counted[tp] = {o for o in self._counted[tp] if o >= committed}
+        for done in self._done_once.values():
+            for tp in list(done):
+                committed = consumer._committed_offset.get(tp)  # noqa: SLF001 - Faust keeps no public view
+                if tp not in assigned:
+                    del done[tp]
+                elif committed:
+                    done[tp] = {o for o in done[tp] if o >= committed}
         for tp, gaps in list(self._log_gaps.items()):
             committed = consumer._committed_offset.get(tp)  # noqa: SLF001
             if committed:
@@ -487,14 +496,27 @@ class Worker:
 
         async def flush() -> None:
             await self._flush_routes()
-            await flush_producer()
-            # Faust's buffer flush returns once no message went out for 0.1 s, with
+            # Faust's own flush returns once no message went out for 0.1 s, with
             # messages still waiting (seen under load: alerts of committed events
-            # lost when a worker stopped). Offsets are committed only when it is empty;
-            # a producer that cannot send raises here, and nothing is committed.
-            while producer.buffer.size:
-                await asyncio.sleep(0.01)
+            # lost when a worker stopped), and waiting for an empty buffer took
+            # 13 s under load, the agents filling it as fast as it drained. What
+            # the offsets being committed produced is all in the buffer already
+            # (acked after the body): wait for the last message in it (a FIFO) to
+            # be delivered, then for what was handed to the client before it.
+            # A producer that cannot send raises here, and nothing is committed.
+            pending = getattr(producer.buffer, "pending", None)
+            waiting = getattr(pending, "_queue", None)  # asyncio.Queue's deque; None when threaded
+            if waiting is None:
                 await flush_producer()
+                while producer.buffer.size:
+                    await asyncio.sleep(0.01)
+                    await flush_producer()
+                return
+            if waiting:
+                await asyncio.wait_for(asyncio.shield(waiting[-1]), timeout=COMMIT_FLUSH_SECONDS)
+            client = getattr(producer, "_producer", None)
+            if client is not None:
+                await asyncio.wait_for(client.flush(), timeout=COMMIT_FLUSH_SECONDS)
 
         producer.flush = flush  # type: ignore[method-assign]
 
@@ -589,15 +611,20 @@ class Worker:
         if not acked:
             return None
         acked.sort()
-        following, done = self._next_to_process(tp), 0
+        start = self._next_to_process(tp)
+        # Offsets below the committed one are done with. The run being committed
+        # stays until its commit is through: the commit waits for the producer to
+        # drain (seconds under load), and meanwhile the run must not look like a
+        # hole (_refetch_holes); a failed commit is simply made again.
+        stale = bisect.bisect_left(acked, start)
+        if stale:
+            consumer._acked_index[tp].difference_update(acked[:stale])  # noqa: SLF001
+            del acked[:stale]
+        following = start
         for offset in acked:
-            if offset > following:
+            if offset != following:
                 break
-            if offset == following:
-                following = self._past_gaps(tp, following + 1)
-            done += 1  # in the run, or processed again below it (already committed)
-        consumer._acked_index[tp].difference_update(acked[:done])  # noqa: SLF001
-        del acked[:done]
+            following = self._past_gaps(tp, following + 1)
         committed = consumer._committed_offset[tp] or 0  # noqa: SLF001
         return following if following > committed else None
 
@@ -650,7 +677,8 @@ class Worker:
 
     async def _scan_log(self, tp: Any, start: int, upto: int) -> bool:
         """Read ``tp`` from ``start`` towards ``upto`` and note the offsets the log does not hold
-        (so that commits pass them); whether ``start`` is one of them."""
+        (so that commits pass them); whether ``start`` is one of them. Stops at once when the log
+        holds ``start``."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         from app.kafka_io import client_options
@@ -667,6 +695,8 @@ class Worker:
             while (not present or present[-1] < upto) and time.monotonic() < deadline:
                 batch = await reader.getmany(partition, timeout_ms=1000, max_records=10_000)
                 present += [r.offset for r in batch.get(partition, ())]
+                if present and present[0] == start:
+                    break  # the hole's message is there: it is fetched again, no need to read on
         except Exception:  # noqa: BLE001 - not checked this time; the hole is fetched again
             log.exception("could not read %s[%s] from %s", tp.topic, tp.partition, start)
             return False
@@ -694,7 +724,7 @@ class Worker:
                     log.error("unreadable routed batch on %s offset %s", message.topic, message.offset)
                     continue
                 if kind == "volume":
-                    if self._first_count(message):  # partial counts: processed again, they would add up twice
+                    if self._first_time("count", message):  # partial counts: twice, they would add up twice
                         await self._observe_volume(message.partition, items)
                     continue
                 for key, payload in items:
@@ -933,6 +963,8 @@ class Worker:
                 )
 
     async def _dead_letter(self, stream: str, message: Any, exc: InvalidEvent) -> None:
+        if not self._first_time("dead_letter", message):
+            return  # processed again after a refetch: already on the dead-letter topic
         value = message.value or b""
         truncated = len(value) > self.settings.max_event_bytes
         headers = [

@@ -97,3 +97,28 @@ def test_the_producer_flush_before_a_commit_sends_buffered_routes_first(worker):
 
     asyncio.run(run())
     assert order[0] == "routes"
+
+
+def test_the_flush_before_a_commit_waits_for_what_was_buffered_not_for_an_empty_buffer(worker):
+    # Under load the agents refill Faust's producer buffer as fast as it drains:
+    # waiting for it to be empty held one commit for 13 s.
+    worker._flush_routes = lambda: asyncio.sleep(0)  # type: ignore[method-assign]
+    producer = worker.app.producer
+
+    async def run() -> list[str]:
+        loop = asyncio.get_running_loop()
+        before = [loop.create_future() for _ in range(2)]  # messages of the offsets being committed
+        for fut in before:
+            producer.buffer.pending.put_nowait(fut)
+        flush = asyncio.ensure_future(producer.flush())
+        await asyncio.sleep(0.05)
+        after = loop.create_future()
+        producer.buffer.pending.put_nowait(after)  # produced by events processed since
+        states = [f"waiting: {flush.done()}"]
+        for fut in before:
+            fut.set_result(None)  # delivered
+        await asyncio.wait_for(flush, timeout=5)
+        states.append(f"after delivery: {flush.done()}, later message pending: {not after.done()}")
+        return states
+
+    assert asyncio.run(run()) == ["waiting: False", "after delivery: True, later message pending: True"]

@@ -157,4 +157,4 @@ def test_a_hole_is_a_log_gap_only_when_the_log_holds_no_message_there(broker, tm
     assert run(worker._scan_log(tp, 1, 2)) is False
     assert run(worker._scan_log(tp, 0, 10)) is False  # read to the end; nothing beyond it is called a gap
     assert run(worker._scan_log(tp, 3, 5)) is False  # nothing there yet: not known to be a gap either
-    assert worker._log_gaps[tp] == {}
+    assert worker._log_gaps == {}
