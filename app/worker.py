@@ -347,17 +347,23 @@ class Worker:
             return
         if stream == "registrations":
             findings, new_routes = self.pipeline.on_registration(event)
-            self.metrics.observe_registration(event, self.settings.polling_day)
         else:
             findings, new_routes = self.pipeline.on_result(event)
-            self.metrics.observe_result(event)
         routes += new_routes
+        m = self.metrics
+        # Counts of what the events say (volume series, participation and
+        # registration metrics) take each event once; pantau_events_total
+        # counts the work done, events processed again included.
         if self._first_time("count", message):
             self._count_for_volume(stream, event, message.partition)
+            if stream == "registrations":
+                m.observe_registration(event, self.settings.polling_day)
+            else:
+                m.observe_result(event)
+            m.events_by_region.labels(stream, province_label(event.get("region")),
+                                      source_label(event.get("source"))).inc()
         await self._publish(findings)
-        m = self.metrics
         m.events.labels(stream, "processed").inc()
-        m.events_by_region.labels(stream, province_label(event.get("region")), source_label(event.get("source"))).inc()
         m.last_event.labels(stream).set(time.time())
         m.processing.labels(stream).observe(time.perf_counter() - started)
 
@@ -366,7 +372,8 @@ class Worker:
 
         A refetch (``_refetch_holes``) or a rebalance's seek processes events
         again. Alerts are republished with the same ids, but counts would
-        count them twice (``count``: input events, and the partial counts on
+        count them twice (``count``: the volume series and the participation
+        and registration metrics of input events, and the partial counts on
         the volume route topic), and a bad event would be dead-lettered
         (``dead_letter``) or a mis-keyed one re-sent (``rekey``) twice.
         Offsets are kept from the partition's committed one on
