@@ -209,6 +209,10 @@ class Worker:
         if self.pipeline.person_block is not None:
             self.pipeline.person_block.share_name_counts()
         self._declare_agents()
+        for kind in ("registrations", "results", "feedback", *ROUTE_KINDS):
+            # At 0 from the start, so that a dashboard shows "none" rather than "no data".
+            self.metrics.refetches.labels(kind)
+            self.metrics.log_gap_offsets.labels(kind)
         self._broker_was_up = False
         self._volume_partials: dict[tuple, tuple[int, float]] = {}
         # Newest event time per (stream, input partition): the partition's watermark.
