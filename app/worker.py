@@ -511,10 +511,12 @@ class Worker:
             # messages still waiting (seen under load: alerts of committed events
             # lost when a worker stopped), and waiting for an empty buffer took
             # 13 s under load, the agents filling it as fast as it drained. What
-            # the offsets being committed produced is all in the buffer already
-            # (acked after the body): wait for the last message in it (a FIFO) to
-            # be delivered, then for what was handed to the client before it.
-            # A producer that cannot send raises here, and nothing is committed.
+            # the offsets being committed produced is out of the agents already
+            # (acked after the body): table changelogs in Faust's buffer, sends
+            # (alerts, routes, dead letters) in the client's batches. Wait for the
+            # last message in the buffer (a FIFO) to be delivered, then for every
+            # batch handed to the client by then. A producer that cannot send
+            # raises here, and nothing is committed.
             pending = getattr(producer.buffer, "pending", None)
             waiting = getattr(pending, "_queue", None)  # asyncio.Queue's deque; None when threaded
             if waiting is None:
