@@ -153,19 +153,23 @@ def run_latency(broker_url: str, base: Path, events, rate: float, seconds: float
     return result
 
 
-def main() -> None:
-    from app.broker import EmbeddedBroker
-    from app.demo import interleaved
-
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--alert-every", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=Settings.fetch_max_wait_ms,
+    parser.add_argument("--fetch-max-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
                         help="the worker's PANTAU_FETCH_MAX_WAIT_MS (Faust's own is 1500)")
     parser.add_argument("--dump", type=Path, help="write [seconds after start, latency] per alerting event (JSON)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    from app.broker import EmbeddedBroker
+    from app.demo import interleaved
+
+    args = parse_args()
     base = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     base.mkdir(parents=True, exist_ok=True)
     events = interleaved(args.seed)

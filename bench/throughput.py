@@ -233,19 +233,26 @@ def _wait_all_ready(group: list[WorkerProcess], timeout: float) -> None:
     raise RuntimeError("workers not ready together:\n" + "\n".join(w.log_tail(10) for w in group))
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``waits`` is the list of fetch waits to run side by side."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cap", type=float, default=None, help="stop a pantau run this long after its first event")
+    parser.add_argument("--fetch-max-wait-ms", default=str(Settings().fetch_max_wait_ms),
+                        help="the worker's PANTAU_FETCH_MAX_WAIT_MS; several (e.g. 100,1500) are run side by side")
+    args = parser.parse_args(argv)
+    args.waits = [int(w) for w in args.fetch_max_wait_ms.split(",")]
+    return args
+
+
 def main() -> None:
     from app.broker import EmbeddedBroker
     from app.demo import interleaved
     from bench.common import median
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--cap", type=float, default=None, help="stop a pantau run this long after its first event")
-    parser.add_argument("--fetch-max-wait-ms", default=str(Settings.fetch_max_wait_ms),
-                        help="the worker's PANTAU_FETCH_MAX_WAIT_MS; several (e.g. 100,1500) are run side by side")
-    args = parser.parse_args()
-    waits = [int(w) for w in args.fetch_max_wait_ms.split(",")]
+    args = parse_args()
+    waits = args.waits
     base = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     base.mkdir(parents=True, exist_ok=True)
     events = interleaved(args.seed)
