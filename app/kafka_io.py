@@ -132,6 +132,13 @@ class Pacer:
                 await asyncio.sleep(ahead)
 
 
+def partition_reader(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group, not started, for reading assigned partitions from any offset
+    (earliest when the offset is gone)."""
+    return AIOKafkaConsumer(**client_options(settings), group_id=None, enable_auto_commit=False,
+                            auto_offset_reset="earliest")
+
+
 async def consume(
     settings: Settings, topic: str, *, from_beginning: bool = True, group_id: str | None = None
 ) -> AsyncIterator[Any]:

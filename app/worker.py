@@ -503,7 +503,6 @@ class Worker:
         which routes them again.
         """
         producer = self.app.producer
-        flush_producer = producer.flush
 
         async def flush() -> None:
             await self._flush_routes()
@@ -517,14 +516,7 @@ class Worker:
             # last message in the buffer (a FIFO) to be delivered, then for every
             # batch handed to the client by then. A producer that cannot send
             # raises here, and nothing is committed.
-            pending = getattr(producer.buffer, "pending", None)
-            waiting = getattr(pending, "_queue", None)  # asyncio.Queue's deque; None when threaded
-            if waiting is None:
-                await flush_producer()
-                while producer.buffer.size:
-                    await asyncio.sleep(0.01)
-                    await flush_producer()
-                return
+            waiting = producer.buffer.pending._queue  # noqa: SLF001 - the asyncio.Queue's deque
             if waiting:
                 await asyncio.wait_for(asyncio.shield(waiting[-1]), timeout=COMMIT_FLUSH_SECONDS)
             client = getattr(producer, "_producer", None)
@@ -692,13 +684,12 @@ class Worker:
         """Read ``tp`` from ``start`` towards ``upto`` and note the offsets the log does not hold
         (so that commits pass them); whether ``start`` is one of them. Stops at once when the log
         holds ``start``."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        from app.kafka_io import client_options
+        from app.kafka_io import partition_reader
 
         present: list[int] = []
-        reader = AIOKafkaConsumer(**client_options(self.settings), group_id=None, enable_auto_commit=False,
-                                  auto_offset_reset="earliest")
+        reader = partition_reader(self.settings)
         try:
             await reader.start()
             partition = TopicPartition(tp.topic, tp.partition)
@@ -847,9 +838,9 @@ class Worker:
         is set once the topic was read to its end; ``every_second`` runs once
         a second from then on. After an error it resumes where it was.
         """
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import TopicPartition
 
-        from app.kafka_io import client_options
+        from app.kafka_io import partition_reader
 
         ready, positions = self._shared_ready[kind], self._shared_positions[kind]
         name = shared_topic_name(self.settings, kind)
@@ -857,8 +848,7 @@ class Worker:
             consumer = None
             try:
                 await self.topics[kind].maybe_declare()
-                consumer = AIOKafkaConsumer(**client_options(self.settings), group_id=None,
-                                            enable_auto_commit=False, auto_offset_reset="earliest")
+                consumer = partition_reader(self.settings)
                 await consumer.start()
                 await consumer.topics()  # metadata, so that the partitions are known
                 parts = consumer.partitions_for_topic(name) or range(self.topics[kind].partitions)  # as declared
