@@ -62,7 +62,7 @@ from rapidfuzz import fuzz
 from river import linear_model, optim
 
 from models.base import Finding
-from models.duplicate_nik import clean_date, clean_sex, nik_birth
+from models.duplicate_nik import clean_date, clean_sex, date_relation, nik_birth
 from models.names import name_similarity, normalise_name, normalise_text, phonetic_token
 from models.privacy import keyed_hash, mask_nik
 
@@ -611,7 +611,7 @@ class PersonDuplicateDetector:
         """
         if sim is None:
             sim = name_similarity(a[3].split(), b[3].split()) if a[3] and b[3] else 0.0
-        return self._features(a, b, sim, slip, _date_rel(a[4], b[4]),
+        return self._features(a, b, sim, slip, date_relation(a[4], b[4]),
                               max(self.name_commonness(a[3]), self.name_commonness(b[3])), {})
 
     def _features(self, a: list, b: list, sim: float, slip: bool | None, rel: str, common: float,
@@ -808,7 +808,7 @@ class PersonDuplicateDetector:
             if c[1] == rec1 or c[0] == rec0:
                 continue  # same NIK is duplicate_nik's business; never match oneself
             b = c[4]
-            # _date_rel's "differ" (two of year, month, day wrong, and not a
+            # date_relation's "differ" (two of year, month, day wrong, and not a
             # swap), inline and day first: it decides most members here.
             if a4 and b and b[8:10] != ad and b[5:7] != am and not (b[:4] == ay and b[8:10] == am and b[5:7] == ad):
                 if not with_ids or not _near_slip(rec, c):
@@ -820,7 +820,7 @@ class PersonDuplicateDetector:
                 else:
                     kept.append((c, "differ", True))
                 continue
-            rel = _date_rel(a4, b)
+            rel = date_relation(a4, b)
             slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
             if rel == "differ" and not slip and not _nik_cross(rec, c):
                 continue
@@ -908,36 +908,6 @@ class PersonDuplicateDetector:
         )
 
 
-def _date_rel(a: str | None, b: str | None) -> str:
-    """:func:`~models.duplicate_nik.date_relation` (``equal``, ``swap``, one
-    digit off = ``typo``, ``missing``, ``differ``), with a day one off and two
-    neighbouring digits exchanged also counted as ``typo`` (19 / 20, 01 / 10)
-    and one other wrong part (year, month or day) as ``part``. Runs for most block members: written for speed.
-
-    >>> [_date_rel("1990-03-19", x) for x in ["1990-03-20", "1990-11-19", "1991-03-19", "1985-11-20"]]
-    ['typo', 'part', 'typo', 'differ']
-    >>> [_date_rel("1990-03-04", x) for x in ["1990-03-04", "1990-04-03", None]]
-    ['equal', 'swap', 'missing']
-    >>> _date_rel("1954-01-28", "1954-10-28"), _date_rel("1945-07-03", "1945-70-03")
-    ('typo', 'typo')
-    """
-    if not a or not b:
-        return "missing"
-    if a == b:
-        return "equal"
-    cy, cm, cd = a[:4] != b[:4], a[5:7] != b[5:7], a[8:10] != b[8:10]
-    if cy + cm + cd >= 2:
-        return "swap" if not cy and a[5:7] == b[8:10] and a[8:10] == b[5:7] else "differ"
-    if len(a) == len(b):
-        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        if len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
-                              and a[diff[1]] == b[diff[0]]):
-            return "typo"  # one digit, or two neighbouring digits exchanged (10 / 01)
-    if cd and a[8:10].isdigit() and b[8:10].isdigit() and abs(int(a[8:10]) - int(b[8:10])) == 1:
-        return "typo"
-    return "part"
-
-
 def _place_agree(a: list, b: list) -> float:
     """The ``place_agree`` feature: +1 same birth place, -1 another, 0 unknown."""
     if not (a[8] and b[8]):
@@ -977,7 +947,7 @@ _SHAPED_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 def _comparable_date(value) -> str | None:
     """The birth date to compare: a valid ``YYYY-MM-DD``, or one of that shape
     with an impossible month or day (``1945-70-03``: a typed slip that
-    :func:`_date_rel` can still relate to ``1945-07-03``). Blocking keys use
+    :func:`date_relation` can still relate to ``1945-07-03``). Blocking keys use
     valid dates only.
 
     >>> _comparable_date("1945-70-03"), _comparable_date("1990-01-05"), _comparable_date("3 Jan")

@@ -98,6 +98,37 @@ def test_typo_and_swapped_birth_date_stay_the_same_person(det):
     assert g.detector == "duplicate_nik"
 
 
+def test_one_wrong_part_of_the_birth_date_stays_the_same_person(det):
+    """A year or a month typed wrong is a slip, not another person: two or three parts are."""
+    det.process_one(reg("e1", dob="1990-03-19"))
+    [f] = det.process_one(reg("e2", dob="1990-11-19", tps="3273010001002"))
+    assert f.detector == "duplicate_nik"
+    assert f.evidence["comparisons"][0]["birth_date"] == "part"
+
+
+@pytest.mark.parametrize("dob, expected", [
+    ("1990-01-05", "duplicate_nik"),   # equal birth date: the shared NIK and date carry a weaker name
+    ("1990-05-01", "duplicate_nik"),   # day and month swapped: the same
+    ("1990-01-08", "nik_conflict"),    # a weaker name with a slipped date is not enough
+    (None, "nik_conflict"),            # nor with the date missing: it must agree, not be unknown
+])
+def test_a_weaker_name_is_the_same_person_only_on_an_agreeing_birth_date(det, dob, expected):
+    from models.names import name_similarity, normalise_name
+
+    # An abbreviated, reordered name: between the two thresholds.
+    a, b = "Elisabeth Maria Bartel", "Bartel Elis"
+    sim = name_similarity(normalise_name(a).split(), normalise_name(b).split())
+    assert det.conflict_name_threshold <= sim < det.name_threshold
+    det.process_one(reg("e1", name=a))
+    [f] = det.process_one(reg("e2", name=b, dob=dob, tps="3273010001002"))
+    assert f.detector == expected
+
+
+def test_thresholds_must_be_ordered():
+    with pytest.raises(ValueError, match="conflict_name_threshold"):
+        NikDuplicateDetector({}, SECRET, name_threshold=0.5, conflict_name_threshold=0.6)
+
+
 def test_missing_birth_date_does_not_make_a_conflict(det):
     det.process_one(reg("e1", dob=None))
     [f] = det.process_one(reg("e2", tps="3273010001002"))

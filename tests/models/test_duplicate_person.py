@@ -402,7 +402,8 @@ def test_the_closer_name_in_a_household_counts_whatever_its_birth_date():
 def _name_first_compare(det, rec, candidates):
     """_compare as it was written before the birth date went first (the reference):
     the name of every member, the household's closest name, then the date and the other gates."""
-    from models.duplicate_person import _WEAKEST_NAME, _date_rel, _near_slip, _nik_cross
+    from models.duplicate_nik import date_relation
+    from models.duplicate_person import _WEAKEST_NAME, _near_slip, _nik_cross
     from models.names import name_similarity
 
     toks, strong, out = rec[3].split(), det.min_name_similarity, []
@@ -418,7 +419,7 @@ def _name_first_compare(det, rec, candidates):
     for c, sim in near:
         if c[11] and best_in_household[c[11]] >= max(sim + 0.03, strong):
             continue
-        rel, slip = _date_rel(rec[4], c[4]), _near_slip(rec, c)
+        rel, slip = date_relation(rec[4], c[4]), _near_slip(rec, c)
         if rel == "differ" and not slip and not _nik_cross(rec, c):
             continue
         if sim < strong and not slip and (rel not in ("equal", "swap") or rec[5] != c[5]
