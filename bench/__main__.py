@@ -73,7 +73,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     from bench.common import CODE, machine, median, summarize_profile
     from bench.latency import run_latency
     from bench.replay_speed import NATIONAL_TPS, replay, run_national, write_mixed
-    from bench.throughput import prepare, run_end_to_end, run_noop, run_pantau, run_scaleout
+    from bench.throughput import prepare, run_end_to_end, run_noop, run_pantau, run_scaleout, sustainable_rate
 
     console = Console()
     began = time.monotonic()
@@ -172,19 +172,15 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
                 console.print(f"{elapsed()} scale-out done")
                 console.print(t)
 
-            # 2. latency at half the sustainable rate. What one worker sustains is
-            # the slower of its input rate (1) and the rate at which its second
-            # stage also keeps up (1b): above the latter the routed topics' backlog
-            # grows without bound, and the route agents take the input agent's core.
-            e2e_rate = (out.get("end_to_end") or {}).get("end_to_end_rate")
-            sustainable = min(pantau_med, e2e_rate) if e2e_rate else pantau_med
+            # 2. latency at half the sustainable rate: the slower of 1 and 1b
+            sustainable, which = sustainable_rate(pantau_med, (out.get("end_to_end") or {}).get("end_to_end_rate"))
             out["sustainable_rate"] = sustainable
             rate = max(1.0, sustainable / 2)
             lat = run_latency(broker.url, base, events, rate, args.latency_seconds)
             out["latency"] = lat
             t = Table("target rate", "achieved", "alerting events", "alerted", "p50", "p99", "max",
                       title="2. event -> alert latency at half the sustainable rate "
-                            f"({sustainable:.0f} ev/s: {'1b, end to end' if e2e_rate and e2e_rate < pantau_med else '1, input'})")
+                            f"({sustainable:.0f} ev/s, {which})")
             fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
             t.add_row(f"{rate:.0f} ev/s", f"{lat['rate']:.0f} ev/s", str(lat["alerting"]), str(lat["alerted"]),
                       fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"]))

@@ -181,6 +181,22 @@ def run_end_to_end(settings: Settings, total: int, logs: Path, timeout: float = 
             "end_to_end_rate": total / (stage2_done - first) if stage2_done else None}
 
 
+def sustainable_rate(input_rate: float, end_to_end_rate: float | None) -> tuple[float, str]:
+    """What one worker sustains: the slower of its input rate and its end-to-end rate.
+
+    Above the end-to-end rate (second stage included) the routed topics'
+    backlog grows without bound, and the route agents take the input
+    agent's core, so that rate, when measured and lower, is the one to halve
+    for the latency target.
+
+    >>> sustainable_rate(202.0, 98.0), sustainable_rate(202.0, None), sustainable_rate(90.0, 98.0)
+    ((98.0, 'end to end'), (202.0, 'input'), (90.0, 'input'))
+    """
+    if end_to_end_rate and end_to_end_rate < input_rate:
+        return end_to_end_rate, "end to end"
+    return input_rate, "input"
+
+
 def run_scaleout(broker_url: str, base: Path, events, logs: Path, workers: int = 2,
                  timeout: float = 240.0, cap: float | None = None) -> dict:
     """``workers`` pantau workers in one group (4 partitions): all ready first, then the events arrive."""

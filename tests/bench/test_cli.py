@@ -14,3 +14,10 @@ def test_throughput_defaults_to_the_settings_fetch_wait():
 
 def test_latency_defaults_to_the_settings_fetch_wait():
     assert latency.parse_args([]).fetch_max_wait_ms == Settings().fetch_max_wait_ms
+
+
+def test_latency_runs_at_half_of_what_the_whole_pipeline_sustains():
+    # The second stage lags behind the input: its rate, when lower, is the sustainable one.
+    assert throughput.sustainable_rate(202.0, 98.0) == (98.0, "end to end")
+    assert throughput.sustainable_rate(90.0, 98.0) == (90.0, "input")
+    assert throughput.sustainable_rate(202.0, None) == (202.0, "input")  # 1b not run, or it timed out
