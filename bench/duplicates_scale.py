@@ -270,10 +270,21 @@ class WorkerPath:
                                      settings=SimpleNamespace(secret=secret))
         self._routes = Pipeline._person_routes
 
-    def __call__(self, event: dict) -> list:
+    def __call__(self, event: dict, cpu: dict[str, list[float]] | None = None) -> list:
+        """Findings for one record; ``cpu`` collects this thread's CPU time per
+        step: ``stage1`` (the NIK detector and the routes, in the NIK's
+        partition) and ``block`` (each routed block's match, one route-agent
+        step in the worker)."""
+        c = time.thread_time()
         findings = list(self.nik.process_one(event))
-        for route in self._routes(self._shim, event):
+        routes = self._routes(self._shim, event)
+        if cpu is not None:
+            cpu["stage1"].append(time.thread_time() - c)
+        for route in routes:
+            c = time.thread_time()
             findings += self.person.match_in_block(route.key, route.event)
+            if cpu is not None:
+                cpu["block"].append(time.thread_time() - c)
         return findings
 
 
@@ -552,12 +563,13 @@ def probe(path: str, probes_file: str, **kw) -> dict:
     rss1 = rss_now()
     lat: list[float] = []
     cpu: list[float] = []  # this thread's CPU: what the record costs, whatever else the machine runs
+    steps: dict[str, list[float]] = {"stage1": [], "block": []}
     by_detector: dict[str, int] = {}
     slow: list[tuple[float, str]] = []
     for ev in events:
         c = time.thread_time()
         t = time.perf_counter()
-        found = wp(ev)
+        found = wp(ev, steps)
         dt = time.perf_counter() - t
         cpu.append(time.thread_time() - c)
         lat.append(dt)
@@ -566,7 +578,9 @@ def probe(path: str, probes_file: str, **kw) -> dict:
             by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
     close_stores(dbs, compact=False)
     slow.sort(reverse=True)
-    return {"lat": lat, "cpu": cpu, "cpu_pct": pct(cpu), "by_detector": by_detector, "rss_start": rss0, "rss_open": rss1, "rss_end": rss_now(),
+    return {"lat": lat, "cpu": cpu, "cpu_pct": pct(cpu), "by_detector": by_detector,
+            "cpu_stage1_pct": pct(steps["stage1"]), "cpu_block_pct": pct(steps["block"]),
+            "rss_start": rss0, "rss_open": rss1, "rss_end": rss_now(),
             "peak_rss": rss_now("VmHWM:"),
             "slowest": [e for _, e in slow[:20]]}
 
@@ -655,6 +669,8 @@ def main(argv=None) -> None:
     lat = [float(x) for x in out[1].split()[1:]]
     print(f"probes: the next {len(lat):,d} records of the stream, worker call path, both detectors: {pct(lat)}")
     print(f"the same, CPU time of the probing thread (RocksDB's background threads not counted): {r['cpu_pct']}")
+    print(f"  of which stage 1 per record (NIK detector, blocking keys, person_keys): {r['cpu_stage1_pct']}")
+    print(f"  and per routed block (one match_in_block, a route-agent step in the worker): {r['cpu_block_pct']}")
     print(f"findings on the probes: {r['by_detector']}")
     print(f"probing process RSS: {r['rss_start'] / 1e6:.0f} MB after imports, {r['rss_open'] / 1e6:.0f} MB with the"
           f" stores open, sketch and probes loaded, {r['rss_end'] / 1e6:.0f} MB at the end, peak {r['peak_rss'] / 1e6:.0f}"
