@@ -5,6 +5,7 @@ import json
 import pytest
 
 from models.duplicate_nik import NikDuplicateDetector, date_relation, is_placeholder_nik, nik_birth
+from models.names import name_similarity, normalise_name
 from models.privacy import keyed_hash
 
 SECRET = b"test-secret"
@@ -113,8 +114,6 @@ def test_one_wrong_part_of_the_birth_date_stays_the_same_person(det):
     (None, "nik_conflict"),            # nor with the date missing: it must agree, not be unknown
 ])
 def test_a_weaker_name_is_the_same_person_only_on_an_agreeing_birth_date(det, dob, expected):
-    from models.names import name_similarity, normalise_name
-
     # An abbreviated, reordered name: between the two thresholds.
     a, b = "Elisabeth Maria Bartel", "Bartel Elis"
     sim = name_similarity(normalise_name(a).split(), normalise_name(b).split())
