@@ -576,6 +576,10 @@ def probe(path: str, probes_file: str, **kw) -> dict:
         slow.append((dt, ev["event_id"]))
         for f in found:
             by_detector[f.detector] = by_detector.get(f.detector, 0) + 1
+            if f.detector == "duplicate_person" and f.evidence["features"]["nkk_equal"] == 1.0:
+                # The stream gives every new voter a random NKK and keeps it when
+                # the voter registers again: a shared NKK is a true pair.
+                by_detector["duplicate_person_true"] = by_detector.get("duplicate_person_true", 0) + 1
     close_stores(dbs, compact=False)
     slow.sort(reverse=True)
     return {"lat": lat, "cpu": cpu, "cpu_pct": pct(cpu), "by_detector": by_detector,
@@ -672,6 +676,10 @@ def main(argv=None) -> None:
     print(f"  of which stage 1 per record (NIK detector, blocking keys, person_keys): {r['cpu_stage1_pct']}")
     print(f"  and per routed block (one match_in_block, a route-agent step in the worker): {r['cpu_block_pct']}")
     print(f"findings on the probes: {r['by_detector']}")
+    dp = r["by_detector"].get("duplicate_person", 0)
+    if dp:
+        print(f"duplicate_person precision on the probes: {r['by_detector'].get('duplicate_person_true', 0) / dp:.3f}"
+              " (a true pair shares the NKK: the stream keeps a voter's NKK when they register again)")
     print(f"probing process RSS: {r['rss_start'] / 1e6:.0f} MB after imports, {r['rss_open'] / 1e6:.0f} MB with the"
           f" stores open, sketch and probes loaded, {r['rss_end'] / 1e6:.0f} MB at the end, peak {r['peak_rss'] / 1e6:.0f}"
           f" MB (RocksDB budget: {BLOCK_CACHE_MB} MB block cache + {MEMTABLE_MB} MB memtables)")

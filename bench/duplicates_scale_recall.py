@@ -50,6 +50,8 @@ KINDS = {
     "dob_swap": "day and month exchanged (f s l y n)",
     "dob_typo": "birth day one off (y n)",
     "moved_dob_typo": "another regency and the birth day one off (y n)",
+    "dob_month": "birth month replaced by another (y n)",
+    "dob_year": "birth year one off (n)",
 }
 
 
@@ -83,6 +85,13 @@ def duplicate_of(ev: dict, kind: str, k: int, rng: random.Random, regencies: lis
         d = v["birth_date"]
         day = int(d[8:10])
         v["birth_date"] = f"{d[:8]}{day + 1 if day < 28 else day - 1:02d}"
+    if kind == "dob_month":
+        d = v["birth_date"]
+        month = rng.choice([m for m in range(1, 13) if m != int(d[5:7])])
+        v["birth_date"] = f"{d[:5]}{month:02d}{d[7:]}"
+    if kind == "dob_year":
+        d = v["birth_date"]
+        v["birth_date"] = f"{int(d[:4]) + rng.choice((-1, 1))}{d[4:]}"
     return dup
 
 
