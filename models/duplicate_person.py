@@ -397,6 +397,7 @@ class PersonDuplicateDetector:
                 self.model._weights[name] = w  # River has no public setter for initial weights
         self.names = _CountMinSketch(sketch_width, sketch_depth)
         self._current: tuple | None = None  # (event, compact, keys) inside process_one
+        self._verdicts = 0  # verdicts learned: a remembered score holds while this stays
 
     # -- records and keys ------------------------------------------------------
 
@@ -686,10 +687,75 @@ class PersonDuplicateDetector:
             x.pop(k, None)
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
+    def _weights_now(self) -> tuple[dict[str, float], float]:
+        """The scorer's weights and intercept as plain numbers, read once per verdict."""
+        key = (id(self.model), self._verdicts)
+        cached = self.__dict__.get("_weights_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, dict(self.model.weights), float(self.model.intercept))
+            self.__dict__["_weights_cache"] = cached
+        return cached[1], cached[2]
+
+    def _logit_ceiling(self, a: list, b: list, sim: float, slip: bool, rel: str, common: float) -> float:
+        """An upper bound of the scorer's logit for a pair, without its costly features.
+
+        Every feature of :meth:`_features` is computed here the same way except
+        the address similarity and the rarity of the one name word in which
+        the names differ (rapidfuzz's token-set ratio and the name sketch): each
+        of those contributes at most its best value under the current weights. A pair
+        whose ceiling is below the threshold's logit cannot become a finding,
+        so it is not scored: most pairs of the largest blocks are namesakes
+        (a common name, a filler date or the same month) from other households.
+        """
+        w, z = self._weights_now()
+        g = w.get
+        z += g("name_close", 0.0) * round(_clip01((sim - 0.8) / 0.2), 4)
+        z += g("name_weak", 0.0) * round(_clip01((0.8 - sim) / 0.25), 4)
+        z += g("name_exact", 0.0) * float(bool(a[3]) and a[3] == b[3])
+        z += g("name_common", 0.0) * common
+        z += g("dob_" + rel, 0.0)
+        z += g("dob_default", 0.0) * float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
+        z += g("dob_nik_cross", 0.0) * float(rel not in ("equal", "missing") and _nik_cross(a, b))
+        both_nik = a[6] is not None and b[6] is not None
+        z += g("nik_birth_agree", 0.0) * (0.0 if not both_nik else (1.0 if a[6] == b[6] and a[7] == b[7] else -1.0))
+        if a[5] and b[5]:
+            z += g("sex_agree", 0.0) * (1.0 if a[5] == b[5] else -1.0)
+        else:
+            z += g("sex_missing", 0.0)
+        place_known = bool(a[8] and b[8])
+        z += g("place_agree", 0.0) * _place_agree(a, b)
+        z += g("rtrw_equal", 0.0) * float(a[10] != "/" and a[10] == b[10])
+        nkk_equal = float(_same_household(a, b))
+        z += g("nkk_equal", 0.0) * nkk_equal
+        no_id = float(bool(not both_nik and not (a[5] and b[5]) and not place_known))
+        z += g("no_id_fields", 0.0) * no_id
+        if a[9] and b[9]:  # addr_close in [0, 1], and the two features made of it
+            z += max(0.0, g("addr_close", 0.0) + g("addr_close_other_kk", 0.0) * (1.0 - nkk_equal)
+                     + g("noid_addr", 0.0) * no_id)
+        z += g("nik_near", 0.0) * float(slip)
+        sa, sb = set(a[3].split()), set(b[3].split())
+        subset = bool(sa and sb) and (sa < sb or sb < sa)
+        differs = 0.0 if subset else nkk_equal * _clip01((0.97 - sim) / 0.07)
+        # variant_rare = t, household_name_differs = differs (1 - t), household_typo = differs t,
+        # with t in [0, 1] from the name sketch when the names differ in exactly one word, else 0
+        ta, tb = a[3].split(), b[3].split()
+        if sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1:
+            z += max(g("household_name_differs", 0.0) * differs,
+                     g("variant_rare", 0.0) + g("household_typo", 0.0) * differs)
+        else:
+            z += g("household_name_differs", 0.0) * differs
+        z += g("marital_agree", 0.0) * (0.0 if not (a[12] and b[12]) else (1.0 if a[12] == b[12] else -1.0))
+        z += g("disability_agree", 0.0) * (0.0 if not (a[13] or b[13]) else (1.0 if a[13] == b[13] else -1.0))
+        same_regency = float(_same_regency(a, b))
+        z += g("same_regency", 0.0) * same_regency + g("noid_same_regency", 0.0) * same_regency * no_id
+        # The features are rounded to 4 places, the ceiling's parts are not: a margin.
+        return z + 0.05
+
     def learn_feedback(self, features: dict[str, float], is_duplicate: bool) -> None:
         """Learn from a staff verdict on a pair (the ``features`` of its finding's evidence)."""
         x = {k: float(v) for k, v in features.items() if k not in _UNSCORED}
         self.model.learn_one(x, bool(is_duplicate))
+        self._verdicts += 1  # scores remembered by _compare are stale now
 
     def scorer_state(self) -> dict[str, float]:
         """Current coefficients, JSON-serialisable; pass back as ``prior`` to restore."""
@@ -804,6 +870,7 @@ class PersonDuplicateDetector:
         n6, n4, n2 = (a6[:2], a6[2:4], a6[4:6]) if six else ("", "", "")
         with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
         kept = []
+        rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
         for c in candidates:
             if c[1] == rec1 or c[0] == rec0:
                 continue  # same NIK is duplicate_nik's business; never match oneself
@@ -820,7 +887,9 @@ class PersonDuplicateDetector:
                 else:
                     kept.append((c, "differ", True))
                 continue
-            rel = date_relation(a4, b)
+            rel = rels.get(b)
+            if rel is None:
+                rel = rels[b] = date_relation(a4, b)
             slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
             if rel == "differ" and not slip and not _nik_cross(rec, c):
                 continue
@@ -840,6 +909,8 @@ class PersonDuplicateDetector:
             pm = (list(rec), names.table, names.total, {}, {}, {})
             self.__dict__["_pair_memo"] = pm
         done, common, counts = pm[3], pm[4], pm[5]
+        scorer = (id(self.model), self._verdicts)  # a remembered score is this scorer's
+        floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
         for c, rel, slip in kept:
             sim = sim_of(c)
             if sim < _WEAKEST_NAME:
@@ -868,17 +939,26 @@ class PersonDuplicateDetector:
                     (_place_agree(rec, c) >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
             seen = done.get(c[0])
-            if seen is not None and seen[0] == c:
-                x = dict(seen[1])  # each finding its own dict, as before
+            if seen is not None and seen[0] == c and (seen[1] is not None or seen[3] == scorer):
+                if seen[1] is None:
+                    continue  # below the threshold's logit for this scorer, found in an earlier block
+                x, p = seen[1], seen[2]
+                if seen[3] != scorer:
+                    p = self.score(x)
+                    done[c[0]] = (seen[0], x, p, scorer)
             else:
                 for name in (rec[3], c[3]):
                     if name not in common:
                         common[name] = self.name_commonness(name)
-                x = self._features(rec, c, sim, slip, rel, max(common[rec[3]], common[c[3]]), counts)
-                done[c[0]] = (list(c), dict(x))
-            p = self.score(x)
+                most_common = max(common[rec[3]], common[c[3]])
+                if floor is not None and self._logit_ceiling(rec, c, sim, slip, rel, most_common) < floor:
+                    done[c[0]] = (list(c), None, None, scorer)
+                    continue  # cannot reach the threshold whatever the costly features say
+                x = self._features(rec, c, sim, slip, rel, most_common, counts)
+                p = self.score(x)
+                done[c[0]] = (list(c), x, p, scorer)
             if p >= self.threshold:
-                out.append(self._finding(rec, c, x, p, event))
+                out.append(self._finding(rec, c, dict(x), p, event))  # each finding its own dict
         return out
 
     def _finding(self, rec: list, cand: list, x: dict, p: float, event: dict) -> Finding:

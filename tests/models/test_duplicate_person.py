@@ -1,10 +1,12 @@
 """duplicate_person: one person under several NIKs, and the look-alikes that are not."""
 
 import json
+import random
 
 import pytest
 
 from models.duplicate_person import PRIOR, PersonDuplicateDetector
+from models.names import name_similarity
 from models.privacy import keyed_hash
 
 SECRET = b"test-secret"
@@ -557,3 +559,52 @@ def test_many_deltas_at_once_add_what_one_by_one_adds():
     with pytest.raises(ValueError):
         at_once.merge_name_counts(deltas[0], b"garbage")
     assert (at_once.names.table == a.names.table).all(), "a refused batch added something"
+
+
+def test_a_verdict_between_two_blocks_of_one_record_changes_the_second_blocks_score():
+    # In the worker each block of a record is its own routed message, and a
+    # verdict can be learned between two of them: a pair remembered from the
+    # first block must be scored again by the scorer as it is now.
+    det = PersonDuplicateDetector({}, SECRET)
+    det.process_one(person("e1", "Siti Aminah"))
+    again = moved("e2", "Siti Aminah", 2)
+    shared = [k for k in det.blocking_keys(again) if k in det.index]
+    assert len(shared) >= 2
+    [first] = det.match_in_block(shared[0], again)
+    for _ in range(30):
+        det.learn_feedback(first.evidence["features"], is_duplicate=False)
+    later = det.match_in_block(shared[1], again)
+    assert not later or later[0].score < first.score
+
+
+def test_the_logit_ceiling_is_never_below_the_scorers_logit():
+    # Pairs whose ceiling is below the threshold are not scored at all, so the
+    # ceiling must hold for any weights staff verdicts may have moved to.
+    from models.duplicate_person import PRIOR, _UNSCORED, date_relation
+
+    rng = random.Random(5)
+    names = ["Siti Aminah", "Siti Amina", "Aminah", "Siti Aminah Hasan", "Dewi Ratnasari", "Dewy Ratna Sari",
+             "Putra Wijaya", "Putri Wijaya", "Budi", "Budi Santoso"]
+    places = ["Bandung", "Bandung", "Bogor", "", "Kota Bandung"]
+    addresses = ["Jl. Merdeka No. 5", "Jalan Merdeka 5", "Gg. Melati 12", ""]
+    dates = ["1990-01-05", "1990-05-01", "1990-01-06", "1990-07-05", "1991-01-05", None, "1990-01-01"]
+    checked = 0
+    for trial in range(40):
+        prior = {k: rng.uniform(-15, 15) for k in PRIOR}
+        det = PersonDuplicateDetector({}, SECRET, prior=prior)
+        for i in range(60):
+            a = det.compact(person(f"a{i}", rng.choice(names), dob=rng.choice(dates), sex=rng.choice("PL"),
+                                   place=rng.choice(places), address=rng.choice(addresses),
+                                   nkk=rng.choice(["3273010101010001", "3201020202020002", None]), serial=1))
+            b = det.compact(moved(f"b{i}", rng.choice(names), 2, dob=rng.choice(dates), sex=rng.choice("PL"),
+                                  place=rng.choice(places), address=rng.choice(addresses),
+                                  nkk=rng.choice(["3273010101010001", "3201020202020002", None]),
+                                  regency=rng.choice(["3273", "3201"])))
+            sim = name_similarity(a[3].split(), b[3].split())
+            rel, slip = date_relation(a[4], b[4]), rng.random() < 0.2
+            common = max(det.name_commonness(a[3]), det.name_commonness(b[3]))
+            x = det._features(a, b, sim, slip, rel, common, {})
+            exact = det.model._raw_dot_one({k: v for k, v in x.items() if k not in _UNSCORED})
+            assert det._logit_ceiling(a, b, sim, slip, rel, common) >= exact, (trial, i, x)
+            checked += 1
+    assert checked == 2400
