@@ -691,9 +691,13 @@ class PersonDuplicateDetector:
             x.pop(k, None)
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
+    def _scorer_version(self) -> tuple[int, int]:
+        """Changes whenever the scorer's weights may have: what remembered scores are checked against."""
+        return id(self.model), self._verdicts
+
     def _weights_now(self) -> tuple[dict[str, float], float]:
         """The scorer's weights and intercept as plain numbers, read once per verdict."""
-        key = (id(self.model), self._verdicts)
+        key = self._scorer_version()
         cached = self.__dict__.get("_weights_cache")
         if cached is None or cached[0] != key:
             cached = (key, dict(self.model.weights), float(self.model.intercept))
@@ -737,12 +741,12 @@ class PersonDuplicateDetector:
             z += max(0.0, g("addr_close", 0.0) + g("addr_close_other_kk", 0.0) * (1.0 - nkk_equal)
                      + g("noid_addr", 0.0) * no_id)
         z += g("nik_near", 0.0) * float(slip)
-        sa, sb = set(a[3].split()), set(b[3].split())
+        ta, tb = a[3].split(), b[3].split()
+        sa, sb = set(ta), set(tb)
         subset = bool(sa and sb) and (sa < sb or sb < sa)
         differs = 0.0 if subset else nkk_equal * _clip01((0.97 - sim) / 0.07)
         # variant_rare = t, household_name_differs = differs (1 - t), household_typo = differs t,
         # with t in [0, 1] from the name sketch when the names differ in exactly one word, else 0
-        ta, tb = a[3].split(), b[3].split()
         if sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1:
             z += max(g("household_name_differs", 0.0) * differs,
                      g("variant_rare", 0.0) + g("household_typo", 0.0) * differs)
@@ -913,7 +917,7 @@ class PersonDuplicateDetector:
             pm = (list(rec), names.table, names.total, {}, {}, {})
             self.__dict__["_pair_memo"] = pm
         done, common, counts = pm[3], pm[4], pm[5]
-        scorer = (id(self.model), self._verdicts)  # a remembered score is this scorer's
+        scorer = self._scorer_version()  # a remembered score is this scorer's
         floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
         for c, rel, slip in kept:
             sim = sim_of(c)
