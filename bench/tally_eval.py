@@ -128,11 +128,14 @@ def real(sample: str) -> bool:
     rows = [[e["valid"], [e["votes"][c] for c in sorted(e["votes"])], e["voters"],
              sum((e["registered"].get(k) or 0) for k in ("dpt", "dptb", "dpk"))] for e in clean_events]
     res = DigitForensics({}).evaluate(rows, np.random.default_rng(20240214))
+    pooled = DigitForensics({}, null="pooled").evaluate(rows, np.random.default_rng(20240214))
     counts = np.array([c for r in rows for c in r[1] if c >= 10])
     uniform_p = stats.chisquare(np.bincount(counts % 10, minlength=10)).pvalue
     print(f"last digit on all {len(rows)} clean tallies pooled: uniform-null p = {uniform_p:.3g}; "
-          f"simulated-null p = {res['last_digit']['p_value']}; second digit simulated-null p = "
-          f"{res['second_digit']['p_value']}; integer turnout {res['integer_turnout']['observed']} seen vs "
+          f"simulated-null p = {res['last_digit']['p_value']} (region-pooled shares, version 1: "
+          f"{pooled['last_digit']['p_value']}); second digit simulated-null p = "
+          f"{res['second_digit']['p_value']} (version 1: {pooled['second_digit']['p_value']}); "
+          f"integer turnout {res['integer_turnout']['observed']} seen vs "
           f"{res['integer_turnout']['expected']} expected (p = {res['integer_turnout']['p_value']}); "
           f"fingerprint {res['fingerprint']['observed']} vs {res['fingerprint']['expected']} expected")
     print(f"the {len(all_dpt_came)} tallies where every DPT voter came: {len(all_dpt_came & clean)} clean; flagged "

@@ -154,3 +154,43 @@ def test_rows_of_an_older_state_are_normalised_as_before():
         assert [list(r) for r in st["rows"]] == plain["3175|PPWP"]["rows"]
     assert {len(r[1]) for r in plain["3175|PPWP"]["rows"]} == {4}
     assert seen
+
+
+def strongholds(seed, tps=1000, candidates=3, concentration=5.0):
+    """Rows of an honest regency whose villages (10 TPS each) vote differently around its shares."""
+    g = np.random.default_rng(seed)
+    base = g.dirichlet(np.full(candidates, 2.0))
+    village = g.dirichlet(base * concentration + 0.05, tps // 10)
+    rows = []
+    for i in range(tps):
+        dpt = int(g.integers(150, 301))
+        voters = int(dpt * g.uniform(0.6, 0.9))
+        valid = voters - int(g.integers(0, 9))
+        rows.append([valid, [int(x) for x in g.multinomial(valid, village[i // 10])], voters, dpt])
+    return rows
+
+
+def test_an_honest_regency_of_strongholds_is_not_flagged():
+    # Version 1's null (the region's pooled shares) calls this regency's second
+    # digits anomalous (p = 0.001): its counts are spread wider than one set of
+    # shares allows. Each TPS's own shares keep the sizes of its counts.
+    rows = strongholds(0)
+    pooled = DigitForensics({}, null="pooled").evaluate(rows, np.random.default_rng(1))
+    own = DigitForensics({}).evaluate(rows, np.random.default_rng(1))
+    assert pooled["second_digit"]["p_value"] < 0.002
+    assert own["second_digit"]["p_value"] > 0.05 and own["last_digit"]["p_value"] > 0.05
+    assert "own vote shares" in own["second_digit"]["null"]
+
+
+def test_rounded_counts_among_strongholds_are_still_flagged():
+    rows = strongholds(0)
+    for r in rows[::5]:  # a fifth of the TPS report counts rounded to tens
+        r[1] = [v // 10 * 10 for v in r[1]]
+        r[0] = sum(r[1])
+    res = DigitForensics({}).evaluate(rows, np.random.default_rng(1))
+    assert res["last_digit"]["p_value"] < 0.002
+
+
+def test_an_unknown_null_is_refused():
+    with pytest.raises(ValueError, match="null"):
+        DigitForensics({}, null="uniform")
