@@ -174,7 +174,7 @@ def test_an_honest_regency_of_strongholds_is_not_flagged():
     # Version 1's null (the region's pooled shares) calls this regency's second
     # digits anomalous (p = 0.001): its counts are spread wider than one set of
     # shares allows. Each TPS's own shares keep the sizes of its counts.
-    rows = strongholds(0)
+    rows = strongholds(1)
     pooled = DigitForensics({}, null="pooled").evaluate(rows, np.random.default_rng(1))
     own = DigitForensics({}).evaluate(rows, np.random.default_rng(1))
     assert pooled["second_digit"]["p_value"] < 0.002
