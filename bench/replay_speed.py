@@ -8,9 +8,12 @@ Run alone: ``.venv/bin/python -m bench.replay_speed [--mixed 3000] [--tallies 20
   made from the simulator's tallies with rewritten TPS codes, regions and
   event ids: ~10 TPS per village, 12 villages per district, 14 districts per
   regency (Indonesia 2024: 820,161 TPS, 83,731 villages, 7,277 districts, 514
-  regencies), submitted over six hours of the evening. Timed and extrapolated
-  to 820,161 TPS; with ``--full`` (or when the extrapolation is under a
-  minute) the full 820,161 are generated to /tmp and replayed, then deleted.
+  regencies), submitted over six hours of the evening. Candidate counts are
+  honest multinomial draws from each template's shares and total
+  (``--national-votes copies``: the older sample of near-copies, which the
+  digit tests flag). Timed and extrapolated to 820,161 TPS; with ``--full``
+  (or when the extrapolation is under a minute) the full 820,161 are
+  generated to /tmp and replayed, then deleted.
 
 ``seconds`` is the replay's own timer (``--summary``), without interpreter
 start-up; ``wall`` includes it. ``cpu_seconds`` is the replay's own CPU time
@@ -30,6 +33,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from bench.common import CODE, WIB, code_env, start_pyspy, stop_pyspy
@@ -46,8 +50,21 @@ def write_mixed(events, path: Path, n: int | None = None) -> int:
     return count
 
 
-def national_tallies(templates: list[dict], n: int):
-    """``n`` distinct TPS tallies (one contest) built from ``templates``."""
+def national_tallies(templates: list[dict], n: int, votes: str = "honest"):
+    """``n`` distinct TPS tallies (one contest) built from ``templates``.
+
+    ``votes="honest"``: each TPS's candidate counts are drawn
+    Multinomial(the template's vote total, the template's shares), so their
+    digits are those of honest counts, and every total, sum and error of the
+    template is kept. ``"copies"`` (the bench before digit_forensics version
+    2): the template's counts with 0-4 votes taken off each; with the
+    simulator's 91 templates these repeat their digits, which digit_forensics
+    flags at most evaluations, so that sample is a country of suspicious
+    regencies, each evaluation drawing all its simulations.
+    """
+    if votes not in ("honest", "copies"):
+        raise ValueError(f"votes must be 'honest' or 'copies', not {votes!r}")
+    draws = np.random.default_rng(20240214)
     start = datetime(2024, 2, 14, 13, 0, tzinfo=WIB)
     span = 6 * 3600
     for i in range(n):
@@ -61,16 +78,21 @@ def national_tallies(templates: list[dict], n: int):
         village = district + f"{2001 + village_i % 12:04d}"
         tps = village + f"{i % 10 + 1:03d}"
         value = dict(t)
-        # Copies of a few hundred templates would repeat their digits, which
-        # digit_forensics rightly flags; take a few votes off each candidate
-        # (never adding, so no TPS goes over its DPT) and keep the sums as they were.
-        rng = random.Random(i)
-        votes = {c: v if not isinstance(v, int) else max(0, v - rng.randint(0, 4)) for c, v in t["votes"].items()}
-        removed = sum(t["votes"][c] - votes[c] for c in votes if isinstance(votes[c], int))
-        for field in ("valid", "voters"):
-            if isinstance(t.get(field), int):
-                value[field] = t[field] - removed
-        value.update(votes=votes)
+        counted = [c for c, v in t["votes"].items() if isinstance(v, int) and not isinstance(v, bool)]
+        total = sum(t["votes"][c] for c in counted)
+        if votes == "honest" and counted and total > 0:
+            drawn = draws.multinomial(total, [t["votes"][c] / total for c in counted])
+            value.update(votes={**t["votes"], **{c: int(x) for c, x in zip(counted, drawn)}})
+        elif votes == "copies":
+            # Take a few votes off each candidate (never adding, so no TPS goes
+            # over its DPT) and keep the sums as they were.
+            rng = random.Random(i)
+            cut = {c: v if not isinstance(v, int) else max(0, v - rng.randint(0, 4)) for c, v in t["votes"].items()}
+            removed = sum(t["votes"][c] - cut[c] for c in cut if isinstance(cut[c], int))
+            for field in ("valid", "voters"):
+                if isinstance(t.get(field), int):
+                    value[field] = t[field] - removed
+            value.update(votes=cut)
         value.update(
             event_id=f"national-{i}", tps=tps, contest="PPWP", revision=0, operator_id=f"KPPS-{tps}",
             region={"province": province, "regency": regency, "district": district, "village": village},
@@ -79,9 +101,9 @@ def national_tallies(templates: list[dict], n: int):
         yield value
 
 
-def write_national(templates: list[dict], n: int, path: Path) -> int:
+def write_national(templates: list[dict], n: int, path: Path, votes: str = "honest") -> int:
     with path.open("wb") as fh:
-        for value in national_tallies(templates, n):
+        for value in national_tallies(templates, n, votes):
             fh.write(orjson.dumps(value) + b"\n")
     return n
 
@@ -109,10 +131,11 @@ def replay(path: Path, work: Path, profile_out: Path | None = None) -> dict:
             "cpu_seconds": cpu, "cpu_rate": events / cpu if cpu else None, "alerts": data["alerts"]}
 
 
-def run_national(templates: list[dict], n: int, work: Path, full: bool | None = None) -> dict:
-    """Replay ``n`` tallies, extrapolate to 820,161; replay all of them when ``full`` (None: if under 60 s)."""
+def run_national(templates: list[dict], n: int, work: Path, full: bool | None = None, votes: str = "honest") -> dict:
+    """Replay ``n`` tallies, extrapolate to 820,161; replay all of them when ``full`` (None: if under 60 s).
+    ``votes``: see :func:`national_tallies`."""
     path = work / "national-sample.jsonl"
-    write_national(templates, n, path)
+    write_national(templates, n, path, votes)
     sample = replay(path, work)
     path.unlink()
     estimate = NATIONAL_TPS / sample["rate"]
@@ -123,7 +146,7 @@ def run_national(templates: list[dict], n: int, work: Path, full: bool | None = 
         big = Path("/tmp") / f"pantau-national-{os.getpid()}.jsonl"
         try:
             t0 = time.perf_counter()
-            write_national(templates, NATIONAL_TPS, big)
+            write_national(templates, NATIONAL_TPS, big, votes)
             out["generate_seconds"] = time.perf_counter() - t0
             out["full"] = replay(big, work)
         finally:
@@ -139,6 +162,8 @@ def main() -> None:
     parser.add_argument("--mixed", type=int, default=3000, help="lines of the mixed file (0: all)")
     parser.add_argument("--tallies", type=int, default=20000)
     parser.add_argument("--full", action="store_true", help="replay all 820,161 tallies whatever the estimate")
+    parser.add_argument("--national-votes", choices=("honest", "copies"), default="honest",
+                        help="candidate counts of the national sample (see national_tallies)")
     args = parser.parse_args()
     work = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     work.mkdir(parents=True, exist_ok=True)
@@ -147,7 +172,7 @@ def main() -> None:
     write_mixed(events, path, args.mixed or None)
     print("mixed", replay(path, work))
     templates = [e.value for e in events if e.stream == "results"]
-    print("national", run_national(templates, args.tallies, work, True if args.full else None))
+    print("national", run_national(templates, args.tallies, work, True if args.full else None, args.national_votes))
 
 
 if __name__ == "__main__":
