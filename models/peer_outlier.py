@@ -31,6 +31,16 @@ def _when(event: dict) -> datetime | None:
         return None
 
 
+def _median(values: list[float]) -> float:
+    """``statistics.median``, the same float as :func:`_robust_z`'s."""
+    data = sorted(values)
+    n = len(data)
+    if n == 0:
+        raise statistics.StatisticsError("no median for empty data")
+    i = n // 2
+    return data[i] if n % 2 == 1 else (data[i - 1] + data[i]) / 2
+
+
 def _robust_z(x: float, values: list[float], min_scale: float) -> tuple[float, float, float]:
     # statistics.median twice, written out (same floats: the tests compare to the bit):
     # this runs for every measure of every judged TPS.
@@ -116,6 +126,8 @@ class PeerOutlier:
                  max_peers: int = 400, max_district_peers: int = 100, threshold: float = 5.0,
                  strong: float = 8.0, min_scale: float = 0.05,
                  cap: int | None = 300, reserve_rate: float = 0.02):
+        if not min_scale > 0:
+            raise ValueError(f"min_scale must be above 0 (a spread of 0 would divide by zero), not {min_scale}")
         self.state = state
         self.min_peers = min_peers
         self.neighbours = neighbours
@@ -199,6 +211,12 @@ class PeerOutlier:
         measures = {"turnout": (turnout, [p[1] for p in peers])}
         for c, s in shares.items():
             measures[f"share.{c}"] = (s, [p[2].get(c, 0.0) for p in peers])
+        # |z| >= threshold needs |x - median| >= threshold * scale >= threshold * min_scale: a TPS
+        # within that of its peers' median on every measure is no outlier, whatever their spread
+        # (most are; the margin keeps float rounding on the safe side).
+        near = self.threshold * self.min_scale * (1.0 - 1e-9)
+        if all(abs(x - _median(values)) < near for x, values in measures.values()):
+            return None
         detail, worst = {}, 0.0
         for m, (x, values) in measures.items():
             z, med, scale = _robust_z(x, values, self.min_scale)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import UserDict
 
 import orjson
+import pytest
 
 from models.peer_outlier import PeerOutlier
 
@@ -222,3 +224,33 @@ def test_district_judgement_equals_the_reference(monkeypatch):
                 m.setattr("models.peer_outlier._robust_z", _statistics_robust_z)
                 reference = det._judge(row, [], district, {})
             assert got == reference
+
+
+def test_skipping_tps_near_every_median_never_changes_a_verdict(monkeypatch):
+    """A TPS within threshold * min_scale of its peers' median on every measure is
+    not judged further; judged in full, it must come out the same (None)."""
+    rng = random.Random(29)
+    for threshold, min_scale in ((5.0, 0.05), (3.0, 0.05), (2.0, 0.1), (5.0, 0.001)):
+        det = PeerOutlier({}, threshold=threshold, min_scale=min_scale)
+        for _ in range(300):
+            spread = rng.choice([0.0, 0.01, 0.05, 0.2])
+            village = []
+            for k in range(rng.randint(5, 30)):
+                t = round(0.7 + rng.gauss(0, spread), 4)
+                a = max(0.0, 0.4 + rng.gauss(0, spread))
+                # Some rows sit right at the bound from the others' centre, on either side.
+                if rng.random() < 0.2:
+                    t = round(0.7 + rng.choice([-1, 1]) * threshold * min_scale * rng.choice([0.999, 1.0, 1.001]), 4)
+                village.append([f"3173011005{k + 1:03d}", t, {"01": round(min(a, 1.0), 4),
+                                                               "02": round(1 - min(a, 1.0), 4)}, f"e{k}", "PPWP", 0])
+            for row in rng.sample(village, min(6, len(village))):
+                got = det._judge(row, village, [])
+                with monkeypatch.context() as m:
+                    m.setattr("models.peer_outlier._median", lambda values: math.inf)  # never skip
+                    reference = det._judge(row, village, [])
+                assert got == reference
+
+
+def test_a_spread_floor_of_zero_is_refused():
+    with pytest.raises(ValueError, match="min_scale"):
+        PeerOutlier({}, min_scale=0.0)
