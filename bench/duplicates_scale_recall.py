@@ -41,17 +41,17 @@ import orjson
 from bench.duplicates_scale import WorkerPath, close_stores, load_sketch, open_stores, voters
 
 # How a voter registers again under another NIK, and which blocking keys
-# (models/duplicate_person.py: r, f, s, l, m, d, n) survive it.
+# (models/duplicate_person.py: r, f, s, l, m, d, b, n) survive it.
 KINDS = {
-    "exact": "the same fields (r f s l m d n)",
+    "exact": "the same fields (r f s l m d b n)",
     "title": "an honorific added, H. / Hj. (r, and the keys whose name sound it keeps)",
     "name_typo": "one letter of a name word (of 5 letters or more, if any) replaced (r, and the keys whose sound it keeps)",
-    "moved": "another regency and address (f s l m d n)",
+    "moved": "another regency and address (f s l m d b n)",
     "dob_swap": "day and month exchanged (f s l n)",
     "dob_typo": "birth day one off (m n)",
     "moved_dob_typo": "another regency and the birth day one off (m n)",
     "dob_month": "birth month replaced by another (d n)",
-    "dob_year": "birth year one off (n)",
+    "dob_year": "birth year one off (b n)",
 }
 
 

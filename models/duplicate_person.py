@@ -466,7 +466,7 @@ class PersonDuplicateDetector:
         ...      "birth_date": "1990-01-05", "sex": "P"}, "region": {"province": "32", "regency": "3273"}}
         >>> keys = det.blocking_keys(e)
         >>> len(keys), all(k.startswith("dp:") and len(k) == 35 for k in keys)
-        (7, True)
+        (8, True)
         >>> any("1990" in k or "SITI" in k for k in keys)
         False
         """
@@ -497,13 +497,14 @@ class PersonDuplicateDetector:
             raw.append(f"f|{date_key}|{sex}|{code[:2]}")
             raw.append(f"s|{date_key}|{sex}|{code[-3:]}")
             raw.append(f"l|{date_key}|{sex}|{p_last}")
-            # A corrupted day, or a corrupted month: the other two parts of the
-            # date, and the start of the sound (survives spacing and an added
-            # married name). Two small blocks rather than one of the birth
-            # year: a year's block fills at scale and forgets older voters.
+            # A corrupted day, month or year: the other two parts of the date,
+            # and the start of the sound (survives spacing and an added married
+            # name). Three small blocks rather than one of the birth year: a
+            # year's block fills at scale and forgets older voters.
             raw.append(f"m|{yy}{a}|{sex}|{code[:3]}")
             if yy != "?":
                 raw.append(f"d|{yy}{b}|{sex}|{code[:3]}")
+                raw.append(f"b|{a}{b}|{sex}|{code[:3]}")
             # No date at all: birth-date typos in the year too. For common
             # names this block fills up and keeps only the most recent, which
             # is accepted. (Year + last word and regency + last word were
