@@ -15,6 +15,14 @@ Tests, each against a null that respects the data rather than a textbook one:
 * ``second_digit``: the same for second digits, whose expected frequencies are
   taken from the same simulation (Benford's second-digit law does not hold
   for counts this small).
+* ``integer_turnout``: share of TPS whose turnout is an exact integer percent
+  (Kobak et al. 2016). Null: voters redrawn Binomial(registered, that TPS's
+  turnout), keeping each TPS's size, so small TPS where integers are likely
+  are accounted for.
+* ``fingerprint``: share of TPS with both turnout and the winner's share above
+  0.9 (Klimek et al. 2012). Null: turnout and winner share drawn independently
+  from normal fits on the logit scale (median/MAD: robust to the corner being
+  tested), expected count = N x P(t > .9) x P(w > .9); Poisson tail.
 
 Why each TPS's own shares (``null="own"``, model version 2) and not the
 region's pooled shares (``null="pooled"``, version 1): villages vote
@@ -26,21 +34,13 @@ regency's (Dirichlet, concentration 5) the pooled null flagged the second
 digit in 9-11 of 20 and the last digit in up to 4 of 20 at alpha = 0.002; the
 own-share null flagged none, with the same power against rounded counts
 (``bench.digit_eval``, docs/detectors.md).
-* ``integer_turnout``: share of TPS whose turnout is an exact integer percent
-  (Kobak et al. 2016). Null: voters redrawn Binomial(registered, that TPS's
-  turnout), keeping each TPS's size, so small TPS where integers are likely
-  are accounted for.
-* ``fingerprint``: share of TPS with both turnout and the winner's share above
-  0.9 (Klimek et al. 2012). Null: turnout and winner share drawn independently
-  from normal fits on the logit scale (median/MAD: robust to the corner being
-  tested), expected count = N x P(t > .9) x P(w > .9); Poisson tail.
 
 Simulated p-values are sequential (Besag and Clifford 1991): simulations are
 drawn in batches and a test stops once ``stop_after`` of them reach the
 observed statistic. Its p-value is then at least ``(1 + stop_after) / (n_sim +
 1)`` had all ``n_sim`` been drawn, above ``alpha``, so the decision is the one
-the full simulation would take; clean regions (almost all) stop after one or
-two batches instead of ``n_sim`` draws.
+the full simulation would take; clean regions (almost all) stop after a few
+dozen draws instead of ``n_sim``.
 """
 
 from __future__ import annotations

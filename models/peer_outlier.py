@@ -31,9 +31,8 @@ def _when(event: dict) -> datetime | None:
         return None
 
 
-def _median(values: list[float]) -> float:
-    """``statistics.median``, the same float as :func:`_robust_z`'s."""
-    data = sorted(values)
+def _median_of_sorted(data: list[float]) -> float:
+    """``statistics.median`` of already sorted values, the same float (the tests compare to the bit)."""
     n = len(data)
     if n == 0:
         raise statistics.StatisticsError("no median for empty data")
@@ -41,17 +40,14 @@ def _median(values: list[float]) -> float:
     return data[i] if n % 2 == 1 else (data[i - 1] + data[i]) / 2
 
 
+def _median(values: list[float]) -> float:
+    return _median_of_sorted(sorted(values))
+
+
 def _robust_z(x: float, values: list[float], min_scale: float) -> tuple[float, float, float]:
-    # statistics.median twice, written out (same floats: the tests compare to the bit):
-    # this runs for every measure of every judged TPS.
     data = sorted(values)
-    n = len(data)
-    if n == 0:
-        raise statistics.StatisticsError("no median for empty data")
-    i = n // 2
-    med = data[i] if n % 2 == 1 else (data[i - 1] + data[i]) / 2
-    dev = sorted([abs(v - med) for v in data])
-    mad = dev[i] if n % 2 == 1 else (dev[i - 1] + dev[i]) / 2
+    med = _median_of_sorted(data)
+    mad = _median_of_sorted(sorted([abs(v - med) for v in data]))
     scale = max(_MAD_TO_SD * mad, min_scale)
     return (x - med) / scale, med, scale
 
