@@ -78,12 +78,13 @@ def national_tallies(templates: list[dict], n: int, votes: str = "honest"):
         village = district + f"{2001 + village_i % 12:04d}"
         tps = village + f"{i % 10 + 1:03d}"
         value = dict(t)
-        counted = [c for c, v in t["votes"].items() if isinstance(v, int) and not isinstance(v, bool)]
-        total = sum(t["votes"][c] for c in counted)
-        if votes == "honest" and counted and total > 0:
-            drawn = draws.multinomial(total, [t["votes"][c] / total for c in counted])
-            value.update(votes={**t["votes"], **{c: int(x) for c, x in zip(counted, drawn)}})
-        elif votes == "copies":
+        if votes == "honest":
+            counted = [c for c, v in t["votes"].items() if isinstance(v, int) and not isinstance(v, bool)]
+            total = sum(t["votes"][c] for c in counted)
+            if total > 0:
+                drawn = draws.multinomial(total, [t["votes"][c] / total for c in counted])
+                value.update(votes={**t["votes"], **{c: int(x) for c, x in zip(counted, drawn)}})
+        else:
             # Take a few votes off each candidate (never adding, so no TPS goes
             # over its DPT) and keep the sums as they were.
             rng = random.Random(i)
