@@ -184,8 +184,9 @@ class Pipeline:
         return learned
 
     # -- everything at once (replay, tests) ------------------------------
-    def process_local(self, stream: str, event: dict[str, Any]) -> list[Finding]:
-        """Both stages in one go, as ``replay`` does."""
+    def process_local(self, stream: str, event: dict[str, Any], volume: bool = True) -> list[Finding]:
+        """Both stages in one go, as ``replay`` does; ``volume=False`` leaves the volume detector out
+        (a parallel replay feeds it afterwards, in line order)."""
         if stream == "registrations":
             findings, routes = self.on_registration(event)
         else:
@@ -197,7 +198,8 @@ class Pipeline:
                 if (f.detector, f.key) not in seen_keys:
                     seen_keys.add((f.detector, f.key))
                     findings.append(f)
-        findings += self.volume_observe(stream, event)
+        if volume:
+            findings += self.volume_observe(stream, event)
         return findings
 
     def _run(self, detectors: Iterable[RecordDetector], event: dict[str, Any]) -> list[Finding]:
