@@ -50,7 +50,7 @@ def write_mixed(events, path: Path, n: int | None = None) -> int:
     return count
 
 
-def national_tallies(templates: list[dict], n: int, votes: str = "honest"):
+def national_tallies(templates: list[dict], n: int, votes: str = "honest", order: str = "regency"):
     """``n`` distinct TPS tallies (one contest) built from ``templates``.
 
     ``votes="honest"``: each TPS's candidate counts are drawn
@@ -61,22 +61,35 @@ def national_tallies(templates: list[dict], n: int, votes: str = "honest"):
     simulator's 91 templates these repeat their digits, which digit_forensics
     flags at most evaluations, so that sample is a country of suspicious
     regencies, each evaluation drawing all its simulations.
+
+    ``order="regency"``: one regency's 1,680 TPS after another (the sample
+    of earlier sessions). ``"interleaved"``: the same number of regencies of
+    about 1,680 TPS, reporting all evening side by side as real ones do, so
+    that a replay sharded by regency (``--jobs``) has work for every shard.
     """
     if votes not in ("honest", "copies"):
         raise ValueError(f"votes must be 'honest' or 'copies', not {votes!r}")
+    if order not in ("regency", "interleaved"):
+        raise ValueError(f"order must be 'regency' or 'interleaved', not {order!r}")
+    regencies = max(1, -(-n // 1680))  # ceil: no regency holds more than 1,680
     draws = np.random.default_rng(20240214)
     start = datetime(2024, 2, 14, 13, 0, tzinfo=WIB)
     span = 6 * 3600
     for i in range(n):
         t = templates[i % len(templates)]
-        village_i = i // 10
-        district_i = village_i // 12
-        regency_i = district_i // 14
+        if order == "regency":
+            village_i = i // 10
+            district_i = village_i // 12
+            regency_i = district_i // 14
+        else:
+            regency_i, within = i % regencies, i // regencies
+            village_i = regency_i * 168 + within // 10
+            district_i = village_i // 12
         province = f"{11 + (regency_i // 14) % 85:02d}"
         regency = province + f"{regency_i % 14 + 1:02d}"
         district = regency + f"{district_i % 14 + 1:02d}"
         village = district + f"{2001 + village_i % 12:04d}"
-        tps = village + f"{i % 10 + 1:03d}"
+        tps = village + f"{(i if order == 'regency' else within) % 10 + 1:03d}"
         value = dict(t)
         if votes == "honest":
             counted = [c for c, v in t["votes"].items() if isinstance(v, int) and not isinstance(v, bool)]
@@ -109,13 +122,14 @@ def write_national(templates: list[dict], n: int, path: Path, votes: str = "hone
     return n
 
 
-def replay(path: Path, work: Path, profile_out: Path | None = None) -> dict:
-    """``pantau replay FILE --out /dev/null --quiet --summary S``; its summary plus wall time."""
+def replay(path: Path, work: Path, profile_out: Path | None = None, jobs: int = 1, out: Path | None = None) -> dict:
+    """``pantau replay FILE --out /dev/null --quiet --summary S [--jobs N]``; its summary plus wall time."""
     summary = work / f"summary-{path.stem}.json"
     started = time.perf_counter()
     proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "app.cli", "replay", str(path), "--out", os.devnull, "--quiet", "--summary",
-         str(summary)], cwd=CODE, env=code_env(dict(os.environ)), stdout=subprocess.DEVNULL,
+        [sys.executable, "-m", "app.cli", "replay", str(path), "--out", str(out or os.devnull), "--quiet",
+         "--summary", str(summary)] + (["--jobs", str(jobs)] if jobs != 1 else []),
+        cwd=CODE, env=code_env(dict(os.environ)), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     spy = start_pyspy(proc.pid, profile_out) if profile_out else None
@@ -155,6 +169,33 @@ def run_national(templates: list[dict], n: int, work: Path, full: bool | None = 
     return out
 
 
+def run_sharded(templates: list[dict], n: int, work: Path, jobs: int, rounds: int, votes: str = "honest") -> dict:
+    """The interleaved national sample replayed with one process and with ``jobs``, alternately.
+
+    Wall seconds and their ratio (the speed-up), CPU seconds of all processes,
+    and whether the two wrote the same alerts, byte for byte.
+    """
+    path = work / "national-interleaved.jsonl"
+    with path.open("wb") as fh:
+        for value in national_tallies(templates, n, votes, order="interleaved"):
+            fh.write(orjson.dumps(value) + b"\n")
+    runs: dict[int, list[dict]] = {1: [], jobs: []}
+    same = True
+    for _ in range(rounds):
+        for j in (1, jobs):
+            out = work / f"alerts-jobs{j}.jsonl"
+            runs[j].append(replay(path, work, jobs=j, out=out))
+        same &= (work / "alerts-jobs1.jsonl").read_bytes() == (work / f"alerts-jobs{jobs}.jsonl").read_bytes()
+    path.unlink()
+    seconds = {j: float(np.median([r["seconds"] for r in rs])) for j, rs in runs.items()}
+    cpu = {j: float(np.median([r["cpu_seconds"] for r in rs])) for j, rs in runs.items()}
+    return {"tallies": n, "jobs": jobs, "rounds": rounds, "cpus": os.cpu_count(),
+            "median_seconds": seconds, "median_cpu_seconds": cpu,
+            "speedup": seconds[1] / seconds[jobs], "cpu_ratio": cpu[jobs] / cpu[1],
+            "estimate_seconds": {j: NATIONAL_TPS / n * v for j, v in seconds.items()},
+            "same_alerts": same, "alerts": runs[1][0]["alerts"]}
+
+
 def main() -> None:
     from app.demo import interleaved
 
@@ -165,6 +206,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="replay all 820,161 tallies whatever the estimate")
     parser.add_argument("--national-votes", choices=("honest", "copies"), default="honest",
                         help="candidate counts of the national sample (see national_tallies)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="also replay an interleaved national sample with one process and with N, side by side")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the --jobs comparison (medians)")
     args = parser.parse_args()
     work = Path(os.environ.get("BENCH_DIR", f"/tmp/pantau-bench-{os.getpid()}"))
     work.mkdir(parents=True, exist_ok=True)
@@ -174,6 +218,8 @@ def main() -> None:
     print("mixed", replay(path, work))
     templates = [e.value for e in events if e.stream == "results"]
     print("national", run_national(templates, args.tallies, work, True if args.full else None, args.national_votes))
+    if args.jobs > 1:
+        print("sharded", run_sharded(templates, args.tallies, work, args.jobs, args.rounds, args.national_votes))
 
 
 if __name__ == "__main__":
