@@ -52,6 +52,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--mixed", type=int, default=300, help="lines of the mixed replay file (0: all)")
     p.add_argument("--tallies", type=int, default=1000, help="tallies replayed for the national estimate")
     p.add_argument("--full-national", action="store_true", help="replay all 820,161 tallies whatever the estimate")
+    p.add_argument("--sharded-tallies", type=int, default=10000,
+                   help="tallies of the interleaved sample replayed with 1 and with one process per CPU (0: skip)")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-scaleout", action="store_true")
     p.add_argument("--commit", default=None, help="run workers/replays from this git revision (a snapshot in /tmp)")
@@ -72,7 +74,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     from bench import common
     from bench.common import CODE, machine, median, summarize_profile
     from bench.latency import run_latency
-    from bench.replay_speed import NATIONAL_TPS, replay, run_national, write_mixed
+    from bench.replay_speed import NATIONAL_TPS, replay, run_national, run_sharded, write_mixed
     from bench.throughput import prepare, run_end_to_end, run_noop, run_pantau, run_scaleout, sustainable_rate
 
     console = Console()
@@ -207,6 +209,21 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
         f = national["full"]
         t.add_row(f"{NATIONAL_TPS:,} TPS (measured)", str(f["events"]), f"{f['seconds']:.1f}", f"{f['rate']:.0f}",
                   f"{f['wall']:.1f}")
+    jobs = os.cpu_count() or 1
+    if args.sharded_tallies and jobs > 1:
+        try:
+            sharded = run_sharded(templates, args.sharded_tallies, base, jobs, rounds=1)
+        except RuntimeError as exc:  # a code tree from before `replay --jobs`
+            console.print(f"sharded replay not measured: {str(exc).splitlines()[-1]}")
+        else:
+            out["replay"]["sharded"] = sharded
+            secs = sharded["median_seconds"]
+            for j in (1, jobs):
+                t.add_row(f"interleaved regencies, --jobs {j}", str(sharded["tallies"]), f"{secs[j]:.1f}",
+                          f"{sharded['tallies'] / secs[j]:.0f}", "")
+            t.add_row(f"-> {NATIONAL_TPS:,} TPS with --jobs {jobs} (extrapolated)", "",
+                      f"{sharded['estimate_seconds'][jobs]:.0f}", f"speed-up {sharded['speedup']:.2f}x",
+                      "same alerts" if sharded["same_alerts"] else "ALERTS DIFFER")
     console.print(f"{elapsed()} replay done")
     console.print(t)
 
