@@ -81,18 +81,20 @@ def mixed(tmp_path_factory) -> Path:
             out.append(orjson.dumps({**regs[10], "voter": {"nik": 12}}))
     path = work / "mixed.jsonl"
     path.write_bytes(b"\n".join(out) + b"\n")
+    (work / "labels.jsonl").write_bytes(b"".join(orjson.dumps(label) + b"\n" for label in sim.labels()))
     return path
 
 
-def _replay(path: Path, jobs: int) -> tuple[bytes, bytes, dict]:
+def _replay(path: Path, jobs: int, labels: list[Path] | None = None) -> tuple[bytes, bytes, dict]:
     alerts, dead = io.BytesIO(), io.BytesIO()
-    summary = run_replay([path], alerts, dead, settings=Settings(), progress=False, jobs=jobs).as_dict()
+    summary = run_replay([path], alerts, dead, labels, settings=Settings(), progress=False, jobs=jobs).as_dict()
     return alerts.getvalue(), dead.getvalue(), summary
 
 
 def test_sharded_replay_writes_the_same_alerts_and_dead_letters_in_the_same_order(mixed):
-    one_alerts, one_dead, one = _replay(mixed, 1)
-    three_alerts, three_dead, three = _replay(mixed, 3)
+    labels = [mixed.with_name("labels.jsonl")]
+    one_alerts, one_dead, one = _replay(mixed, 1, labels)
+    three_alerts, three_dead, three = _replay(mixed, 3, labels)
     detectors = Counter(orjson.loads(x)["detector"] for x in one_alerts.splitlines())
     # The comparison means something only if every stage raised alerts: stage 1 and 2 of both
     # streams, and the volume detector fed from all processes.
@@ -102,8 +104,9 @@ def test_sharded_replay_writes_the_same_alerts_and_dead_letters_in_the_same_orde
     assert one_dead.count(b"\n") == 4
     assert three_alerts == one_alerts
     assert three_dead == one_dead
-    for field in ("events", "dead_letters", "alerts", "findings"):
+    for field in ("events", "dead_letters", "alerts", "findings", "quality"):
         assert three[field] == one[field], field
+    assert one["quality"]["duplicate_person"]["labels"] > 0  # precision and recall were computed
     assert (one["jobs"], three["jobs"]) == (1, 3)
 
 
