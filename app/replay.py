@@ -237,11 +237,14 @@ def run_replay(
 # hands back what it would have counted, and this process feeds it all, in
 # line order, at the end. Alerts are written in line order: a line's own
 # alerts, then the volume alerts its event caused, as one process does.
-# What each process hands back goes through files in a temporary directory,
+# What each process hands back goes through files in a temporary directory
+# ($TMPDIR; about the size of the alerts written, plus ~200 bytes an event),
 # each in line order, merged as they are read: memory stays bounded for a
-# national count (820,161 tallies, ~250 k alert versions). A
-# result whose region codes name another regency than its TPS code is judged
-# by its regency's shard, as the worker's stage 2 judges it.
+# national count (820,161 tallies, 287 k alert versions). A result whose
+# region codes name another regency than its TPS code is judged by that
+# regency's shard, as the worker's stage 2 judges it; the worker's stage 1
+# keys per-TPS state by the TPS code, so a TPS reported under two regency
+# codes (a data error) is judged apart here and together there.
 
 #: Result lines sent to a shard at once (pickling per line would cost more than judging it).
 _BATCH = 256
