@@ -115,9 +115,9 @@ def national_tallies(templates: list[dict], n: int, votes: str = "honest", order
         yield value
 
 
-def write_national(templates: list[dict], n: int, path: Path, votes: str = "honest") -> int:
+def write_national(templates: list[dict], n: int, path: Path, votes: str = "honest", order: str = "regency") -> int:
     with path.open("wb") as fh:
-        for value in national_tallies(templates, n, votes):
+        for value in national_tallies(templates, n, votes, order):
             fh.write(orjson.dumps(value) + b"\n")
     return n
 
@@ -176,9 +176,7 @@ def run_sharded(templates: list[dict], n: int, work: Path, jobs: int, rounds: in
     and whether the two wrote the same alerts, byte for byte.
     """
     path = work / "national-interleaved.jsonl"
-    with path.open("wb") as fh:
-        for value in national_tallies(templates, n, votes, order="interleaved"):
-            fh.write(orjson.dumps(value) + b"\n")
+    write_national(templates, n, path, votes, order="interleaved")
     runs: dict[int, list[dict]] = {1: [], jobs: []}
     same = True
     for _ in range(rounds):
