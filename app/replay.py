@@ -244,7 +244,12 @@ def run_replay(
 # region codes name another regency than its TPS code is judged by that
 # regency's shard, as the worker's stage 2 judges it; the worker's stage 1
 # keys per-TPS state by the TPS code, so a TPS reported under two regency
-# codes (a data error) is judged apart here and together there.
+# codes (a data error) is judged apart here and together there. Each process's
+# alerter remembers the last 100,000 alert versions it published (to stay quiet
+# on a reprocessed event); one process remembers them over the whole input, so
+# past that many versions a re-sent event may be re-published in one mode and
+# not in the other. The national count (287 k versions, no re-sent events)
+# came out the same.
 
 #: Result lines sent to a shard at once (pickling per line would cost more than judging it).
 _BATCH = 256

@@ -15,15 +15,15 @@ import pytest
 
 from app.replay import run_replay
 from app.settings import Settings
-from sim.simulator import CONTESTS, Simulator
+from sim.simulator import CONTESTS, WIB, Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
-WIB = datetime.fromisoformat("2024-02-14T13:00:00+07:00").tzinfo
 
 
 def _tallies(templates: list[dict], regencies: list[str], per_regency: int) -> list[dict]:
     """Copies of the simulator's tallies spread over ``regencies`` (enough TPS per regency for
-    digit_forensics to evaluate), with a revision and a broken sum among them."""
+    digit_forensics to evaluate), and a later revision of one TPS; the templates' own anomalies
+    (broken sums, stuffed TPS) come along."""
     out = []
     start = datetime(2024, 2, 14, 13, 0, tzinfo=WIB)
     for i in range(per_regency * len(regencies)):
