@@ -217,10 +217,12 @@ def worker_options() -> Options:
 
 
 def load_options() -> Options:
-    """The worker's table format (bloom filters, file size; Faust's defaults) for
+    """The worker's table format (its bloom filter; Faust's file size) for
     the bulk load, with a large memtable and no compaction until the end."""
     from faust.stores.rocksdb import RocksDBOptions
     from rocksdict import BlockBasedIndexType, BlockBasedOptions
+
+    from app import rocksdb_store
 
     o = Options(raw_mode=True)
     o.create_if_missing(True)
@@ -232,16 +234,19 @@ def load_options() -> Options:
     o.set_level_zero_slowdown_writes_trigger(1 << 30)
     o.set_level_zero_stop_writes_trigger(1 << 30)
     table = BlockBasedOptions()
-    table.set_bloom_filter(RocksDBOptions.bloom_filter_size, True)
+    table.set_bloom_filter(rocksdb_store.BLOOM_BITS_PER_KEY, False)
     table.set_index_type(BlockBasedIndexType.binary_search())
     o.set_block_based_table_factory(table)
     return o
 
 
 def open_stores(path: str, options: Options | None = None) -> dict[str, Rdict]:
+    from app.rocksdb_store import open_rdict  # imports Faust; only the bench needs it
+
     os.makedirs(path, exist_ok=True)
     opts = options or worker_options()
-    return {name: Rdict(os.path.join(path, name), options=opts) for name in STORES}
+    # open_rdict: a reopened store keeps these options (cache, bloom filter), as in the worker.
+    return {name: open_rdict(os.path.join(path, name), opts) for name in STORES}
 
 
 def close_stores(dbs: dict[str, Rdict], compact: bool = True) -> None:

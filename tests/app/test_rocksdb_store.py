@@ -33,3 +33,28 @@ def test_memtables_of_many_databases_stay_within_the_shared_budget(tmp_path):
     assert all(dbs[k % 6][k.to_bytes(8, "big")] == value for k in range(0, 300_000, 997)), "nothing lost by flushing"
     for db in dbs:
         db.close()
+
+
+def _table_properties(db) -> dict[str, str]:
+    text = db.property_value("rocksdb.aggregated-table-properties")
+    return dict(part.strip().split("=", 1) for part in text.split(";") if "=" in part)
+
+
+def test_a_reopened_database_keeps_the_shared_cache_and_the_bloom_filter(tmp_path):
+    # A worker restarted on its state reopens every table database. rocksdict
+    # would reopen them with the options of their OPTIONS file: a cache of
+    # their own outside the budget, and no bloom filter in the files they write.
+    rocksdb_store.configure(memtable_bytes=8 << 20, block_cache_bytes=4 << 20)
+    options = rocksdb_store.BoundedRocksDBOptions()
+    path = tmp_path / "table.db"
+    options.open(path).close()  # created, nothing written
+    db = options.open(path)
+    for k in range(2000):
+        db[k.to_bytes(8, "big")] = b"v"
+    db.flush()  # one table file, written under the reopened options
+    props = _table_properties(db)
+    assert db.property_int_value("rocksdb.block-cache-capacity") == 4 << 20
+    assert int(props["# entries for filter"]) == 2000
+    assert int(props["filter block size"]) > 2000 * rocksdb_store.BLOOM_BITS_PER_KEY // 8 * 0.9
+    assert db[(7).to_bytes(8, "big")] == b"v"
+    db.close()
