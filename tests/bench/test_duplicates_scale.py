@@ -43,3 +43,11 @@ def test_bulk_load_equals_record_by_record(tmp_path, kw):
         assert blocks.count(cap) > 50 and max(blocks) == cap
     assert np.array_equal(np.load(one / "sketch.npy"), np.load(bulk / "sketch.npy"))
     assert (one / "sketch.npy.total").read_text() == (bulk / "sketch.npy.total").read_text()
+
+
+def test_warming_the_page_cache_reads_every_file_of_the_state(tmp_path):
+    (tmp_path / "person_blocks").mkdir()
+    (tmp_path / "person_blocks" / "000001.sst").write_bytes(b"x" * 3_000_000)  # more than one chunk
+    (tmp_path / "sketch.npy").write_bytes(b"y" * 10)
+    size, seconds = ds.warm_page_cache(str(tmp_path))
+    assert size == 3_000_010 and seconds >= 0
