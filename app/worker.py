@@ -39,6 +39,7 @@ from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
 from app.validation import InvalidEvent, Validator
+from app.write_behind import WriteBehind
 from models.base import Finding
 
 log = logging.getLogger("pantau.worker")
@@ -90,7 +91,7 @@ def broker_credentials(settings: Settings) -> Any:
     return None
 
 
-async def acked_after_body(events: faust.StreamT) -> AsyncIterator[faust.EventT]:
+async def acked_after_body(events: faust.StreamT, hold: Any = None) -> AsyncIterator[faust.EventT]:
     """The stream's events, each acked only when the loop body that took it has finished.
 
     Faust acks an event in a ``finally`` around its ``yield``, so an agent
@@ -99,11 +100,13 @@ async def acked_after_body(events: faust.StreamT) -> AsyncIterator[faust.EventT]
     cause of the join/leave fault test's rare misses, 6 of 900 tallies).
     With manual acks a half-processed event stays uncommitted and its
     partition's next owner processes it again (at-least-once; alert ids are
-    deterministic).
+    deterministic). ``hold(event)`` may keep an event unacked for later
+    (``WriteBehind.hold``: it acks the event once its table values are written).
     """
     async for event in events.noack().events():
         yield event
-        event.ack()
+        if hold is None or not hold(event):
+            event.ack()
 
 
 def faust_app(settings: Settings) -> faust.App:
@@ -189,6 +192,8 @@ class Worker:
         self.validator = Validator(settings.max_event_bytes, settings.max_future_seconds)
         self.app = self._make_app()
         self._declare_topics()
+        # Counters every registration changes: written once per commit (app/write_behind.py).
+        self.write_behind = WriteBehind()
         self._declare_tables()
         self.pipeline = Pipeline(settings, self._store)
         self.alerter = Alerter(self.tables["alerts"], coalesce_seconds=settings.alert_coalesce_seconds)
@@ -234,6 +239,7 @@ class Worker:
         self._route_message_bytes = 2 * self.settings.max_event_bytes
         self._flush_before_commit()
         self._keep_rebalances_lossless()
+        self._write_behind_before_commit()
 
     # -- construction ---------------------------------------------------
     def _make_app(self) -> faust.App:
@@ -267,8 +273,13 @@ class Worker:
 
     def _declare_tables(self) -> None:
         self.tables: dict[str, MutableMapping[str, Any]] = {}
+        self._write_behind_tables: dict[str, MutableMapping[str, Any]] = {}
         self._store("alerts")
         self._store("volume")
+
+    #: Tables of counters that every registration changes, kept in memory between commits
+    #: (app/write_behind.py). Only the registrations agent writes them, and it holds its acks.
+    WRITE_BEHIND = frozenset({"eligibility_regions", "heaping_regions"})
 
     def _store(self, name: str) -> MutableMapping[str, Any]:
         if name not in self.tables:
@@ -276,7 +287,10 @@ class Worker:
                 name, default=None, partitions=self.settings.partitions,
                 use_partitioner=name in self.KEY_PARTITIONED,
             )
-        return self.tables[name]
+            if name in self.WRITE_BEHIND:
+                self._write_behind_tables[name] = self.write_behind.wrap(self.tables[name])
+        wrapped = self._write_behind_tables.get(name)  # (an empty mapping is falsy: no `or` here)
+        return self.tables[name] if wrapped is None else wrapped
 
     def _declare_agents(self) -> None:
         app, topics = self.app, self.topics
@@ -300,7 +314,8 @@ class Worker:
             # (a table write's changelog partition); acked only after the body
             # (acked_after_body). Batching with take_events lost events across a
             # rebalance in the join/leave test, so it is not used (docs/performance.md).
-            async for event in acked_after_body(events):
+            hold = self.write_behind.hold if stream == "registrations" else None
+            async for event in acked_after_body(events, hold):
                 routes: list[Route] = []
                 await self._handle_input(stream, event.message, routes)
                 self._buffer_routes(routes)
@@ -524,6 +539,49 @@ class Worker:
                 await asyncio.wait_for(client.flush(), timeout=COMMIT_FLUSH_SECONDS)
 
         producer.flush = flush  # type: ignore[method-assign]
+
+    def _write_behind_before_commit(self) -> None:
+        """Write the counters held in memory, and ack their events, at the start of every commit.
+
+        ``Consumer.commit`` is wrapped, not the producer flush the routes use:
+        Faust flushes its producer only when some offset is committable, and a
+        partition whose events are all held has none. Here the acks count in
+        this very commit (Faust picks the committable offsets afterwards), and
+        the producer flush inside it delivers the changelog messages written
+        first. Where an ack would only release its message (a rebalance, see
+        ``_keep_rebalances_lossless``), the values are dropped
+        (app/write_behind.py). A stop writes them before Faust begins stopping.
+        """
+        app = self.app
+        consumer = app.consumer
+        commit = consumer.commit
+
+        def committable(event: Any) -> bool:
+            return event.message.generation_id == app.consumer_generation_id and app.flow_control.is_active()
+
+        def write_held() -> None:
+            if self.write_behind.held:
+                try:
+                    self.write_behind.flush(committable)
+                except Exception:  # noqa: BLE001 - never acked, the events are processed again
+                    log.exception("writing the counters held in memory failed")
+
+        async def commit_after_writing(*args: Any, **kwargs: Any) -> bool:
+            write_held()
+            return await commit(*args, **kwargs)
+
+        consumer.commit = commit_after_writing  # type: ignore[method-assign]
+
+        # A stop revokes the tables and suspends the flow before its last commit, so by
+        # then the values could only be dropped (and their events processed again at the
+        # next start): write them first, while the events can still be committed.
+        stop_consumer = app._stop_consumer  # noqa: SLF001 - Faust's stop has no earlier hook
+
+        async def write_then_stop() -> None:
+            write_held()
+            await stop_consumer()
+
+        app._stop_consumer = write_then_stop  # type: ignore[method-assign]  # noqa: SLF001
 
     def _keep_rebalances_lossless(self) -> None:
         """Guards around Faust's consumer, so that a rebalance loses no event.

@@ -1,0 +1,111 @@
+"""app.write_behind: counters kept in memory between commits, events held until they are written."""
+
+from __future__ import annotations
+
+from itertools import count
+from types import SimpleNamespace
+
+import faust
+import pytest
+
+from app.write_behind import WriteBehind, WriteBehindTable
+
+_offsets = count()
+
+
+class Event:
+    """What WriteBehind reads of a Faust event: its message's partition and topic partition, and ack()."""
+
+    def __init__(self, partition: int, topic: str = "registrations", generation: int = 1) -> None:
+        self.message = SimpleNamespace(partition=partition, tp=(topic, partition), offset=next(_offsets),
+                                       generation_id=generation)
+        self.acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+class RecordingTable(dict):
+    """A plain mapping that notes the Faust event current at each write (a table takes its partition from it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, object, object]] = []
+
+    def __setitem__(self, key, value) -> None:
+        self.writes.append((key, value, faust.current_event()))
+        super().__setitem__(key, value)
+
+
+def test_writes_wait_in_memory_per_partition_and_reads_see_them():
+    table, now = RecordingTable(), {"p": 0}
+    wb = WriteBehindTable(table, partition=lambda: now["p"])
+    table["national"] = {"n": 5}  # already in the table (its partition's view)
+    wb["national"] = {"n": 6}
+    assert wb["national"] == {"n": 6} and wb.get("national") == {"n": 6}
+    assert table["national"] == {"n": 5}, "nothing written before the flush"
+    now["p"] = 1  # another partition sees the table, not partition 0's values
+    assert wb.get("national") == {"n": 5}
+    assert wb.get("missing", "default") == "default"
+    now["p"] = 0
+    del wb["national"]
+    assert "national" not in wb and wb.get("national") is None
+    with pytest.raises(KeyError):
+        wb["national"]
+    assert "national" in table
+
+
+def test_outside_an_event_reads_and_writes_go_to_the_table():
+    table = RecordingTable()
+    wb = WriteBehindTable(table, partition=lambda: None)
+    wb["k"] = 1
+    assert table == {"k": 1} and wb["k"] == 1 and list(wb) == ["k"] and len(wb) == 1
+
+
+def test_flush_writes_each_key_once_as_of_a_held_event_of_its_partition_then_acks():
+    table, now = RecordingTable(), {"p": 0}
+    behind = WriteBehind()
+    wb = behind.wrap(table, partition=lambda: now["p"])
+    events = []
+    for i, p in enumerate([0, 1, 0, 0, 1]):
+        now["p"] = p
+        wb["national"] = {"n": i}  # the counter every event changes
+        wb[f"r:{p}"] = {"n": i}
+        e = Event(p)
+        assert behind.hold(e)
+        events.append(e)
+    assert not table.writes and behind.held_events == 5 and not any(e.acked for e in events)
+
+    assert behind.flush() == 5
+    assert all(e.acked for e in events) and behind.held_events == 0
+    # Two keys per partition, each written once, with its last value, as of that partition's newest event.
+    assert sorted((k, v["n"], w.message.partition) for k, v, w in table.writes) == [
+        ("national", 3, 0), ("national", 4, 1), ("r:0", 3, 0), ("r:1", 4, 1)]
+    assert {w for _, _, w in table.writes} == {events[3], events[4]}
+    assert faust.current_event() is None, "the event context is reset after the writes"
+    assert behind.written == 4 and not any(t.dirty for t in behind.tables)
+
+
+def test_an_event_that_changed_nothing_is_acked_at_once_unless_earlier_ones_wait():
+    behind = WriteBehind()
+    wb = behind.wrap({}, partition=lambda: 0)
+    quiet = Event(0)
+    assert not behind.hold(quiet), "nothing waits: ack now"
+    wb["national"] = 1
+    first = Event(0)
+    assert behind.hold(first)
+    # A later event of the same topic partition waits too: acks stay in offset order.
+    assert behind.hold(Event(0))
+    assert not behind.hold(Event(1)), "another partition has nothing waiting"
+
+
+def test_at_a_rebalance_values_are_dropped_and_events_released():
+    table = RecordingTable()
+    behind = WriteBehind()
+    wb = behind.wrap(table, partition=lambda: 2)
+    wb["national"] = {"n": 7}
+    event = Event(2, generation=1)
+    behind.hold(event)
+    # Acking would not make the offset committable: whoever processes the event next counts it.
+    assert behind.flush(committable=lambda e: e.message.generation_id == 2) == 1
+    assert event.acked and not table.writes and behind.dropped == 1 and not wb.dirty
