@@ -1,10 +1,11 @@
-"""Counters written once per commit (app/write_behind.py), on the real broker: none lost at a stop or a kill.
+"""Tables written once per commit (app/write_behind.py), on the real broker: no count lost at a stop or a kill.
 
 Every registration adds one to the ``national`` counters of the eligibility and
-birth-date heaping tables of its partition. Those values wait in the worker's
-memory and go to the table (store and changelog) at each offset commit, with
-the events' acks held until then. The changelog is what a worker restores the
-tables from, so it is what is checked here.
+birth-date heaping tables of its partition, and every tally one row to its
+regency's digit window (``forensics``, written in the second stage). Those
+values wait in the worker's memory and go to the table (store and changelog)
+at each offset commit, with the events' acks held until then. The changelog
+is what a worker restores the tables from, so it is what is checked here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import produce, read_topic, run
-from tests.factories import dumps, registration
+from tests.factories import dumps, registration, result
 
 pytestmark = pytest.mark.integration
 
@@ -70,12 +71,17 @@ def send(settings, events: list[dict]) -> None:
     run(produce(settings, [("registrations", e["voter"]["nik"].encode(), dumps(e)) for e in events]))
 
 
-def test_counters_held_in_memory_reach_the_changelog_when_the_worker_stops(worker_factory):
+def worker_that_processed(worker_factory, n: int, start: int):
+    """A started worker that has processed ``n`` fresh registrations; (worker, its settings, the events)."""
     worker = worker_factory().start()
-    s = worker.settings
-    events = registrations(300, start=0)
-    send(s, events)
-    worker.wait_metric("pantau_events_total", len(events), stream="registrations", outcome="processed")
+    events = registrations(n, start)
+    send(worker.settings, events)
+    worker.wait_metric("pantau_events_total", n, stream="registrations", outcome="processed")
+    return worker, worker.settings, events
+
+
+def test_counters_held_in_memory_reach_the_changelog_when_the_worker_stops(worker_factory):
+    worker, s, events = worker_that_processed(worker_factory, 300, start=0)
     worker.stop()  # SIGTERM: Faust commits on the way out, and the counters are written first
     assert worker.proc.returncode == 0, worker.log_tail()
     for table in COUNTERS:
@@ -83,11 +89,7 @@ def test_counters_held_in_memory_reach_the_changelog_when_the_worker_stops(worke
 
 
 def test_a_committed_event_keeps_its_count_when_the_worker_is_killed(worker_factory):
-    first = worker_factory().start()
-    s = first.settings
-    before = registrations(300, start=1000)
-    send(s, before)
-    first.wait_metric("pantau_events_total", len(before), stream="registrations", outcome="processed")
+    first, s, before = worker_that_processed(worker_factory, 300, start=1000)
     # Once an event's offset is committed, its counts must be in the changelog: nothing
     # processes it again. Holding acks is what guarantees it (app/write_behind.py).
     wait_committed(s, len(before))
@@ -105,11 +107,7 @@ def test_a_committed_event_keeps_its_count_when_the_worker_is_killed(worker_fact
 
 
 def test_no_count_is_lost_when_the_worker_is_killed_before_it_commits(worker_factory):
-    first = worker_factory().start()
-    s = first.settings
-    before = registrations(300, start=3000)
-    send(s, before)
-    first.wait_metric("pantau_events_total", len(before), stream="registrations", outcome="processed")
+    first, s, before = worker_that_processed(worker_factory, 300, start=3000)
     first.kill()  # most likely before its first commit: the events are processed again
 
     second = worker_factory(s).start(timeout=120)
@@ -121,3 +119,27 @@ def test_no_count_is_lost_when_the_worker_is_killed_before_it_commits(worker_fac
         # that never came is counted twice (as with a write per event), never lost.
         print(f"\n{table}: {counted} counted for {len(before)} registrations")
         assert counted >= len(before), table
+
+
+def test_the_second_stage_writes_each_regency_window_once_per_commit(worker_factory):
+    worker = worker_factory().start()
+    s = worker.settings
+    tallies = [result(tps=f"{regency}01{1001 + i % 7:04d}{i:03d}", votes={"01": 60 + i % 9, "02": 110, "03": 50},
+                      event_id=f"wb-tally-{regency}-{i}")
+               for regency in ("3273", "3204", "3171") for i in range(40)]
+    run(produce(s, [("results", t["tps"].encode(), dumps(t)) for t in tallies]))
+
+    def windows() -> dict[str, int]:
+        """Tallies in each regency's digit window, as the changelog has it last."""
+        records = run(read_topic(s, f"{s.app_id}-forensics-changelog", until=1, timeout=10))
+        return {orjson.loads(r.key): orjson.loads(r.value)["n"] for r in records if r.value is not None}
+
+    deadline = time.monotonic() + 90
+    while sum(windows().values()) < len(tallies) and time.monotonic() < deadline:
+        time.sleep(1.0)
+    worker.stop()
+    # Each window once per commit, not once per tally: 120 tallies, far fewer writes.
+    records = run(read_topic(s, f"{s.app_id}-forensics-changelog", until=1, timeout=10))
+    print(f"\n{len(records)} changelog writes of the digit windows for {len(tallies)} tallies")
+    assert windows() == {"3273|PPWP": 40, "3204|PPWP": 40, "3171|PPWP": 40}
+    assert len(records) < len(tallies) / 2, f"{len(records)} changelog writes for {len(tallies)} tallies"
