@@ -59,9 +59,13 @@ class WriteBehindTable(MutableMapping):
         self._partition = partition
         self.dirty: dict[int, dict[str, Any]] = {}
 
-    def __getitem__(self, key: str) -> Any:
+    def _held(self) -> dict[str, Any] | None:
+        """The values waiting for the current event's partition (None outside an event)."""
         p = self._partition()
-        values = self.dirty.get(p) if p is not None else None
+        return None if p is None else self.dirty.get(p)
+
+    def __getitem__(self, key: str) -> Any:
+        values = self._held()
         if values is not None and key in values:
             value = values[key]
             if value is _DELETED:
@@ -70,8 +74,7 @@ class WriteBehindTable(MutableMapping):
         return self.table[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        p = self._partition()
-        values = self.dirty.get(p) if p is not None else None
+        values = self._held()
         if values is not None and key in values:
             value = values[key]
             return default if value is _DELETED else value
@@ -94,15 +97,13 @@ class WriteBehindTable(MutableMapping):
             self.dirty.setdefault(p, {})[key] = _DELETED
 
     def __contains__(self, key: object) -> bool:
-        p = self._partition()
-        values = self.dirty.get(p) if p is not None else None
+        values = self._held()
         if values is not None and key in values:
             return values[key] is not _DELETED
         return key in self.table
 
     def __iter__(self) -> Iterator[str]:
-        p = self._partition()
-        values = self.dirty.get(p, {}) if p is not None else {}
+        values = self._held() or {}
         for key in self.table:
             if values.get(key, None) is not _DELETED:
                 yield key
