@@ -623,6 +623,11 @@ def warm_page_cache(path: str) -> tuple[int, float]:
     return total, time.perf_counter() - t
 
 
+def _warm(path: str, out) -> None:  # noqa: ANN001 - a text stream
+    size, seconds = warm_page_cache(path)
+    print(f"page cache: read {size / 1e9:.2f} GB of state in {seconds:.0f} s before probing", file=out, flush=True)
+
+
 def du(path: str) -> int:
     out = subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout
     return int(out.split()[0])
@@ -645,8 +650,7 @@ def main(argv=None) -> None:
 
     if args.probe_only:
         if args.warm:
-            size, seconds = warm_page_cache(args.path)
-            print(f"page cache: read {size / 1e9:.2f} GB of state in {seconds:.0f} s before probing", file=sys.stderr)
+            _warm(args.path, sys.stderr)  # stdout is read by the parent
         r = probe(args.path, probes_file)
         with open(os.path.join(args.path, "probe_cpu.txt"), "w") as f:
             f.write("\n".join(f"{x:.6f}" for x in r["cpu"]))
@@ -701,8 +705,7 @@ def main(argv=None) -> None:
 
     # A fresh process scores the probes: its memory is what a worker holding this state needs.
     if args.warm:
-        size, seconds = warm_page_cache(args.path)
-        print(f"page cache: read {size / 1e9:.2f} GB of state in {seconds:.0f} s before probing", flush=True)
+        _warm(args.path, sys.stdout)
     out = subprocess.run([sys.executable, "-m", "bench.duplicates_scale", "--probe-only", "--no-warm",
                           "--path", args.path], capture_output=True, text=True, check=True).stdout.splitlines()
     r = json.loads(out[0])
