@@ -54,7 +54,7 @@ import hashlib
 import math
 import re
 import struct
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from functools import lru_cache
 
 import numpy as np
@@ -716,49 +716,128 @@ class PersonDuplicateDetector:
         so it is not scored: most pairs of the largest blocks are namesakes
         (a common name, a filler date or the same month) from other households.
         """
-        w, z = self._weights_now()
+        return self._ceiling_for(a)(b, sim, slip, rel, common)
+
+    def _ceiling_for(self, a: list) -> Callable[[list, float, bool, str, float], float]:
+        """:meth:`_logit_ceiling` with the record ``a`` and the current weights bound.
+
+        A record meets up to a few hundred candidates in its blocks, and at 10 M
+        voters this bound is computed for about half of them: what depends on
+        the record or the weights alone is read once per record and scorer, and
+        a term that is zero is not added (``z + 0.0 == z``, so the sum is the
+        same float). Terms are added in :meth:`_features`' order.
+        """
+        scorer = self._scorer_version()
+        memo = self.__dict__.get("_ceiling_memo")
+        if memo is not None and memo[0] == scorer and memo[1] == a:
+            return memo[2]
+        w, intercept = self._weights_now()
         g = w.get
-        z += g("name_close", 0.0) * round(_clip01((sim - 0.8) / 0.2), 4)
-        z += g("name_weak", 0.0) * round(_clip01((0.8 - sim) / 0.25), 4)
-        z += g("name_exact", 0.0) * float(bool(a[3]) and a[3] == b[3])
-        z += g("name_common", 0.0) * common
-        z += g("dob_" + rel, 0.0)
-        z += g("dob_default", 0.0) * float(rel == "equal" and a[4][5:] in _DEFAULT_DATES)
-        z += g("dob_nik_cross", 0.0) * float(rel not in ("equal", "missing") and _nik_cross(a, b))
-        both_nik = a[6] is not None and b[6] is not None
-        z += g("nik_birth_agree", 0.0) * (0.0 if not both_nik else (1.0 if a[6] == b[6] and a[7] == b[7] else -1.0))
-        if a[5] and b[5]:
-            z += g("sex_agree", 0.0) * (1.0 if a[5] == b[5] else -1.0)
-        else:
-            z += g("sex_missing", 0.0)
-        place_known = bool(a[8] and b[8])
-        z += g("place_agree", 0.0) * _place_agree(a, b)
-        z += g("rtrw_equal", 0.0) * float(a[10] != "/" and a[10] == b[10])
-        nkk_equal = float(_same_household(a, b))
-        z += g("nkk_equal", 0.0) * nkk_equal
-        no_id = float(bool(not both_nik and not (a[5] and b[5]) and not place_known))
-        z += g("no_id_fields", 0.0) * no_id
-        if a[9] and b[9]:  # addr_close in [0, 1], and the two features made of it
-            z += max(0.0, g("addr_close", 0.0) + g("addr_close_other_kk", 0.0) * (1.0 - nkk_equal)
-                     + g("noid_addr", 0.0) * no_id)
-        z += g("nik_near", 0.0) * float(slip)
-        ta, tb = a[3].split(), b[3].split()
-        sa, sb = set(ta), set(tb)
-        subset = bool(sa and sb) and (sa < sb or sb < sa)
-        differs = 0.0 if subset else nkk_equal * _clip01((0.97 - sim) / 0.07)
-        # variant_rare = t, household_name_differs = differs (1 - t), household_typo = differs t,
-        # with t in [0, 1] from the name sketch when the names differ in exactly one word, else 0
-        if sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1:
-            z += max(g("household_name_differs", 0.0) * differs,
-                     g("variant_rare", 0.0) + g("household_typo", 0.0) * differs)
-        else:
-            z += g("household_name_differs", 0.0) * differs
-        z += g("marital_agree", 0.0) * (0.0 if not (a[12] and b[12]) else (1.0 if a[12] == b[12] else -1.0))
-        z += g("disability_agree", 0.0) * (0.0 if not (a[13] or b[13]) else (1.0 if a[13] == b[13] else -1.0))
-        same_regency = float(_same_regency(a, b))
-        z += g("same_regency", 0.0) * same_regency + g("noid_same_regency", 0.0) * same_regency * no_id
-        # The features are rounded to 4 places, the ceiling's parts are not: a margin.
-        return z + 0.05
+        w_close, w_weak, w_exact, w_common = g("name_close", 0.0), g("name_weak", 0.0), g("name_exact", 0.0), \
+            g("name_common", 0.0)
+        w_dob = {r: g(key, 0.0) for r, key in _DOB_KEYS}
+        w_default, w_cross, w_nik = g("dob_default", 0.0), g("dob_nik_cross", 0.0), g("nik_birth_agree", 0.0)
+        w_sex, w_sex_missing, w_place, w_rtrw = g("sex_agree", 0.0), g("sex_missing", 0.0), g("place_agree", 0.0), \
+            g("rtrw_equal", 0.0)
+        w_nkk, w_no_id, w_near = g("nkk_equal", 0.0), g("no_id_fields", 0.0), g("nik_near", 0.0)
+        w_addr, w_addr_other_kk, w_noid_addr = g("addr_close", 0.0), g("addr_close_other_kk", 0.0), g("noid_addr", 0.0)
+        w_differs, w_rare, w_typo = g("household_name_differs", 0.0), g("variant_rare", 0.0), \
+            g("household_typo", 0.0)
+        w_marital, w_disability = g("marital_agree", 0.0), g("disability_agree", 0.0)
+        w_regency, w_noid_regency = g("same_regency", 0.0), g("noid_same_regency", 0.0)
+        name, dob, sex, nik6, nik7, place = a[3], a[4], a[5], a[6], a[7], a[8]
+        addr, rtrw, nkk, marital, disability, regency = a[9], a[10], a[11], a[12], a[13], a[14]
+        exact_term = w_exact if name else 0.0  # times float(a[3] == b[3])
+        default_term = w_default if dob and dob[5:] in _DEFAULT_DATES else 0.0  # when rel == "equal"
+        has_nik = nik6 is not None
+        dob_ymd = _ymd(dob) if dob else None
+        six = bool(nik6) and len(nik6) == 6
+        n6, n4, n2 = (nik6[:2], nik6[2:4], nik6[4:6]) if six else ("", "", "")
+        ta = name.split()
+        sa = set(ta)
+        # Candidates repeat birth places and names (namesakes): what they give is kept for the record.
+        places: dict[str, float] = {}
+        shapes: dict[str, tuple[bool, bool]] = {}  # name -> (differs from this one in one word, subset)
+
+        name_bound = max(0.0, w_close, w_weak)  # name_close and name_weak lie in [0, 1], one of them 0
+
+        def ceiling(b: list, sim: float | None, slip: bool, rel: str, common: float) -> float:
+            # sim None: the bound for any name similarity and any commonness from ``common`` up.
+            z = intercept
+            if sim is None:
+                z += name_bound
+            elif sim > 0.8:  # else name_close is 0, and name_weak below
+                z += w_close * round(_clip01((sim - 0.8) / 0.2), 4)
+            elif sim < 0.8:
+                z += w_weak * round(_clip01((0.8 - sim) / 0.25), 4)
+            if exact_term and name == b[3]:
+                z += exact_term
+            z += w_common * common if sim is not None or w_common < 0.0 else w_common
+            z += w_dob[rel]
+            if rel == "equal":
+                z += default_term
+            elif rel != "missing" and w_cross:  # _nik_cross(a, b), the record's side read once
+                b4, b6 = b[4], b[6]
+                if (dob_ymd is not None and dob_ymd == b6) or (b4 and nik6 and (
+                        b4[8:10] == n2 and b4[5:7] == n4 and b4[2:4] == n6 if six and len(b4) == 10
+                        else _ymd(b4) == nik6)):
+                    z += w_cross
+            both_nik = has_nik and b[6] is not None
+            if both_nik:
+                z += w_nik if nik6 == b[6] and nik7 == b[7] else -w_nik
+            sex_b = b[5]
+            if sex and sex_b:
+                z += w_sex if sex == sex_b else -w_sex
+            else:
+                z += w_sex_missing
+            place_known = bool(place and b[8])
+            if place_known:
+                agree = places.get(b[8])
+                if agree is None:
+                    agree = places[b[8]] = _place_agree(a, b)
+                z += w_place * agree
+            if rtrw != "/" and rtrw == b[10]:
+                z += w_rtrw
+            nkk_equal = 1.0 if nkk and nkk == b[11] else 0.0
+            if nkk_equal:
+                z += w_nkk
+            no_id = 1.0 if not both_nik and not (sex and sex_b) and not place_known else 0.0
+            if no_id:
+                z += w_no_id
+            if addr and b[9]:  # addr_close in [0, 1], and the two features made of it
+                z += max(0.0, w_addr + w_addr_other_kk * (1.0 - nkk_equal) + w_noid_addr * no_id)
+            if slip:
+                z += w_near
+            shape = shapes.get(b[3])
+            if shape is None:
+                tb = b[3].split()
+                sb = set(tb)
+                shape = shapes[b[3]] = (sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1,
+                                        bool(sa and sb) and (sa < sb or sb < sa))
+            differs = 0.0
+            if nkk_equal and (sim is None or sim < 0.97) and not shape[1]:
+                differs = 1.0 if sim is None else _clip01((0.97 - sim) / 0.07)
+            # variant_rare = t, household_name_differs = differs (1 - t), household_typo = differs t,
+            # with t in [0, 1] from the name sketch when the names differ in exactly one word, else 0;
+            # for any similarity, differs lies in [0, that 1.0], and each term is largest at an end.
+            if shape[0]:
+                if sim is None:
+                    z += max(0.0, w_differs * differs, w_rare, w_rare + w_typo * differs)
+                else:
+                    z += max(w_differs * differs, w_rare + w_typo * differs)
+            elif differs:
+                z += w_differs * differs if sim is not None else max(0.0, w_differs)
+            if marital and b[12]:
+                z += w_marital if marital == b[12] else -w_marital
+            if disability or b[13]:
+                z += w_disability if disability == b[13] else -w_disability
+            if regency and regency == b[14]:
+                z += w_regency + w_noid_regency * no_id
+            # The features are rounded to 4 places, the ceiling's parts are not: a margin.
+            return z + 0.05
+
+        self.__dict__["_ceiling_memo"] = (scorer, list(a), ceiling)
+        return ceiling
 
     def learn_feedback(self, features: dict[str, float], is_duplicate: bool) -> None:
         """Learn from a staff verdict on a pair (the ``features`` of its finding's evidence)."""
@@ -920,7 +999,21 @@ class PersonDuplicateDetector:
         done, common, counts = pm[3], pm[4], pm[5]
         scorer = self._scorer_version()  # a remembered score is this scorer's
         floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
+        ceiling = None  # self._ceiling_for(rec) when there is a threshold to reach
+        if floor is not None:
+            ceiling = self._ceiling_for(rec)
+            if rec[3] not in common:
+                common[rec[3]] = self.name_commonness(rec[3])
         for c, rel, slip in kept:
+            seen = done.get(c[0])
+            if seen is not None and seen[1] is None and seen[3] == scorer and seen[0] == c:
+                continue  # below the threshold's logit for this scorer, found in an earlier block
+            if ceiling is not None and ceiling(c, None, slip, rel, common[rec[3]]) < floor:
+                # Whatever the names' similarity: at 10 M voters most pairs
+                # here are namesakes with one part of the birth date wrong,
+                # and this spares comparing their names.
+                done[c[0]] = (list(c), None, None, scorer)
+                continue
             sim = sim_of(c)
             if sim < _WEAKEST_NAME:
                 continue
@@ -935,7 +1028,9 @@ class PersonDuplicateDetector:
                         for m in candidates:
                             if m[11] and m[1] != rec[1] and m[0] != rec[0]:
                                 households.setdefault(m[11], []).append(m)
-                    best = best_in_household[c[11]] = max(sim_of(m) for m in households[c[11]])
+                    members = households[c[11]]
+                    # A household of this one member: its best name is this one, which never skips it.
+                    best = best_in_household[c[11]] = -1.0 if len(members) == 1 else max(map(sim_of, members))
                 if best >= max(sim + 0.03, strong):
                     # One household holds a closer name: the record is that
                     # member's, and this one is a twin or sibling of theirs.
@@ -947,10 +1042,7 @@ class PersonDuplicateDetector:
             if weak and (_addr_close(rec, c) >= 0.8) + _same_regency(rec, c) + _same_household(rec, c) + \
                     (_place_agree(rec, c) >= 0.5) < 2:
                 continue  # ... and at least two of address, regency, household, birth place
-            seen = done.get(c[0])
-            if seen is not None and seen[0] == c and (seen[1] is not None or seen[3] == scorer):
-                if seen[1] is None:
-                    continue  # below the threshold's logit for this scorer, found in an earlier block
+            if seen is not None and seen[1] is not None and seen[0] == c:
                 x, p = seen[1], seen[2]
                 if seen[3] != scorer:
                     p = self.score(x)
@@ -960,7 +1052,7 @@ class PersonDuplicateDetector:
                     if name not in common:
                         common[name] = self.name_commonness(name)
                 most_common = max(common[rec[3]], common[c[3]])
-                if floor is not None and self._logit_ceiling(rec, c, sim, slip, rel, most_common) < floor:
+                if ceiling is not None and ceiling(c, sim, slip, rel, most_common) < floor:
                     done[c[0]] = (list(c), None, None, scorer)
                     continue  # cannot reach the threshold whatever the costly features say
                 x = self._features(rec, c, sim, slip, rel, most_common, counts)

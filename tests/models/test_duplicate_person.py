@@ -621,5 +621,23 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
             x = det._features(a, b, sim, slip, rel, common, {})
             exact = det.model._raw_dot_one({k: v for k, v in x.items() if k not in _UNSCORED})
             assert det._logit_ceiling(a, b, sim, slip, rel, common) >= exact, (trial, i, x)
+            # Without the names' similarity, and with only the record's own name's commonness.
+            assert det._logit_ceiling(a, b, None, slip, rel, det.name_commonness(a[3])) >= exact, (trial, i, x)
             checked += 1
     assert checked == 2400
+
+
+def test_the_logit_ceiling_follows_the_scorer_after_a_verdict():
+    # The bound is kept per record and scorer: a verdict learned between two
+    # blocks of one record must move it, or pairs would be skipped on old weights.
+    det = PersonDuplicateDetector({}, SECRET)
+    a = det.compact(person("a", "Siti Aminah", dob="1990-01-05"))
+    b = det.compact(moved("b", "Siti Aminah", 2, dob="1990-01-05"))
+    before = det._logit_ceiling(a, b, 1.0, False, "equal", 0.0)
+    x = det.features(a, b)
+    for _ in range(20):
+        det.learn_feedback(x, is_duplicate=True)
+    after = det._logit_ceiling(a, b, 1.0, False, "equal", 0.0)
+    fresh = PersonDuplicateDetector({}, SECRET, prior=det.scorer_state())
+    assert after > before
+    assert after == fresh._logit_ceiling(a, b, 1.0, False, "equal", 0.0)
