@@ -173,6 +173,9 @@ _WEAKEST_NAME = 0.55  # below this no agreement of other fields makes two names 
 _VOWELS = frozenset("AEIOU")
 _DEFAULT_DATES = frozenset({"01-01", "07-01", "12-31"})
 _DOB_KEYS = tuple((r, "dob_" + r) for r in ("equal", "swap", "typo", "part", "missing", "differ"))
+#: Records whose compact form and blocking keys are remembered (the routed blocks of
+#: one record reach its partitions' agents among those of a few hundred others).
+PREPARED_MEMO = 1024
 _COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
 
 
@@ -404,27 +407,39 @@ class PersonDuplicateDetector:
     def _prepared(self, event: dict) -> tuple[list, list[str]]:
         """Compact record and blocking keys; computed once per ``process_one``, and
         once per record across :meth:`blocking_keys` and the ``match_in_block``
-        calls of its blocks."""
+        calls of its blocks.
+
+        In the worker a record's blocks arrive as separate routed events, mixed
+        with other records' (one message per partition carries many records):
+        the last :data:`PREPARED_MEMO` records are remembered, not only the last.
+        """
         if self._current is not None and self._current[0] is event:
             return self._current[1], self._current[2]
         fp = _fingerprint(event)
         if fp is None:
             return self.compact(event), self._blocking_keys(event)
-        last = self.__dict__.get("_last_compact")
-        if last is not None and last[0] == fp:
-            rec = list(last[1])
-        else:
-            rec = self.compact(event)
-            self.__dict__["_last_compact"] = (fp, list(rec))
-        return rec, self._keys_for(event, fp)
+        hit = self._memo_prepared(fp)
+        if hit[0] is None:
+            hit[0] = self.compact(event)
+        if hit[1] is None:
+            hit[1] = self._blocking_keys(event)
+        return list(hit[0]), list(hit[1])
 
     def _keys_for(self, event: dict, fp: tuple) -> list[str]:
-        last = self.__dict__.get("_last_keys")
-        if last is not None and last[0] == fp:
-            return list(last[1])
-        keys = self._blocking_keys(event)
-        self.__dict__["_last_keys"] = (fp, list(keys))
-        return keys
+        hit = self._memo_prepared(fp)
+        if hit[1] is None:
+            hit[1] = self._blocking_keys(event)
+        return list(hit[1])
+
+    def _memo_prepared(self, fp: tuple) -> list:
+        """[compact record or None, blocking keys or None] remembered for a fingerprint."""
+        memo = self.__dict__.setdefault("_prepared_memo", {})
+        hit = memo.get(fp)
+        if hit is None:
+            if len(memo) >= PREPARED_MEMO:
+                memo.clear()  # records come and go: no need to keep the most used ones
+            hit = memo[fp] = [None, None]
+        return hit
 
     def compact(self, event: dict) -> list:
         """The record as stored in a block: hashes, normalised fields, no raw NIK/NKK."""

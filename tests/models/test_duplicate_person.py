@@ -641,3 +641,25 @@ def test_the_logit_ceiling_follows_the_scorer_after_a_verdict():
     fresh = PersonDuplicateDetector({}, SECRET, prior=det.scorer_state())
     assert after > before
     assert after == fresh._logit_ceiling(a, b, 1.0, False, "equal", 0.0)
+
+
+def test_a_records_blocks_among_other_records_prepare_it_once():
+    # In the worker a record's blocks come as separate routed events, mixed
+    # with other records' blocks: its compact form and keys are worked out
+    # once, in stage 1, not once per block.
+    class Counting(PersonDuplicateDetector):
+        calls = 0
+
+        def _blocking_keys(self, event):
+            type(self).calls += 1
+            return super()._blocking_keys(event)
+
+    det = Counting({}, SECRET)
+    events = [person(f"e{i}", name, serial=i + 1)
+              for i, name in enumerate(["Siti Aminah", "Budi Santoso", "Dewi Ratnasari", "Putra Wijaya"])]
+    routes = [(key, event) for event in events for key in det.blocking_keys(event)]
+    random.Random(3).shuffle(routes)
+    for key, event in routes:
+        det.match_in_block(key, event)
+    assert len(routes) >= 4 * 7
+    assert Counting.calls == len(events)
