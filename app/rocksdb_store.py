@@ -86,14 +86,34 @@ class BoundedRocksDBOptions(faust_rocksdb.RocksDBOptions):
 
 def open_rdict(path: str, options: rocksdict.Options,
                access_type: rocksdict.AccessType | None = None) -> rocksdict.Rdict:
-    """Open or reopen the database at ``path`` with exactly ``options``.
+    """Open or reopen the database at ``path`` with exactly ``options``, writing without a WAL.
 
     The options are given for the default column family too: without that,
     rocksdict reopens an existing database with the column family options read
     back from its OPTIONS file, which has no block cache or filter policy to give.
+
+    Writes skip RocksDB's write-ahead log (:func:`write_options`).
     """
-    return rocksdict.Rdict(path, options=options, column_families={"default": options},
-                           access_type=access_type or rocksdict.AccessType.read_write())
+    db = rocksdict.Rdict(path, options=options, column_families={"default": options},
+                         access_type=access_type or rocksdict.AccessType.read_write())
+    db.set_write_options(write_options())
+    return db
+
+
+def write_options() -> rocksdict.WriteOptions:
+    """Writes without RocksDB's write-ahead log, as Kafka Streams' state stores do.
+
+    A table's changelog topic is its log. Faust stores the changelog offset a
+    database holds (``set_persisted_offset``) in that database, after the
+    values written before it; without a WAL a crash loses the writes since
+    the last memtable flush, offsets and values alike, in order, and the
+    worker reads the changelog again from the offset that survived. The WAL
+    cost a ``write()`` per put and about half the CPU of a 7 kB block's
+    (docs/performance.md, "Session 12").
+    """
+    options = rocksdict.WriteOptions()
+    options.disable_wal = True
+    return options
 
 
 class BoundedRocksDBStore(faust_rocksdb.Store):
