@@ -41,7 +41,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         out = stack.enter_context(open(args.out, "wb")) if args.out != "-" else sys.stdout.buffer
         dead = stack.enter_context(open(args.dead_letters, "wb")) if args.dead_letters else None
-        summary = run_replay(files, out, dead, labels, settings, progress=not args.quiet, jobs=args.jobs)
+        summary = run_replay(files, out, dead, labels, settings, progress=not args.quiet, jobs=args.jobs,
+                             tune_gc=True)
     data = summary.as_dict()
     if args.summary:
         Path(args.summary).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 import orjson
 
+from app import gc_tuning
 from app.alerter import Alerter
 from app.pipeline import Pipeline, dict_stores
 from app.scoring import score
@@ -170,12 +171,15 @@ def run_replay(
     settings: Settings | None = None,
     progress: bool = True,
     jobs: int = 1,
+    tune_gc: bool = False,
 ) -> ReplaySummary:
     """Replay ``files`` in order, writing alerts (JSON Lines) to ``out``.
 
     With ``jobs`` above 1, result lines are judged in that many processes,
     sharded by regency (the worker's stage-2 key), and the output is the
-    same, line for line, as with one (see :func:`_run_sharded`).
+    same, line for line, as with one (see :func:`_run_sharded`). ``tune_gc``:
+    :func:`app.gc_tuning.tune` once the detectors are built (``pantau replay``;
+    not in a process that goes on to other work, such as a test session).
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -183,6 +187,8 @@ def run_replay(
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
     settings = settings or Settings()
     replayer = Replayer(settings, defer_volume=jobs > 1)  # imports every detector: not timed
+    if tune_gc:
+        gc_tuning.tune()  # before the shards fork: they share the frozen objects' pages too
     started, cpu_started = time.perf_counter(), time.process_time()
     # Forked before the progress bar starts its thread, and after the imports, which they share.
     shards = _Shards(settings, jobs) if jobs > 1 else None

@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from app import rocksdb_store
+from app import gc_tuning, rocksdb_store
 from app.alerter import Alerter
 from app.detectors import make_volume_monitor
 from app.kafka_io import faust_fetch_max_wait, key_partition, linger_per_broker
@@ -1196,4 +1196,6 @@ def run_worker(settings: Settings) -> None:
     from faust.worker import Worker as FaustWorker
 
     worker = Worker(settings)
+    frozen = gc_tuning.tune()  # after every import and the detectors' tables: see app/gc_tuning.py
+    log.info("garbage collector: %d start-up objects frozen", frozen)
     FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
