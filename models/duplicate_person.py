@@ -834,7 +834,7 @@ class PersonDuplicateDetector:
                 differs = 1.0 if sim is None else _clip01((0.97 - sim) / 0.07)
             # variant_rare = t, household_name_differs = differs (1 - t), household_typo = differs t,
             # with t in [0, 1] from the name sketch when the names differ in exactly one word, else 0;
-            # for any similarity, differs lies in [0, that 1.0], and each term is largest at an end.
+            # with sim None, differs may be anything from 0 to the 1.0 above: each term is largest at an end.
             if shape[0]:
                 if sim is None:
                     z += max(0.0, w_differs * differs, w_rare, w_rare + w_typo * differs)
