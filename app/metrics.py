@@ -129,6 +129,11 @@ class Metrics:
             "Staff verdicts this worker's duplicate scorer learned (every worker's feedback, read back after a restart).",
             registry=r,
         )
+        self.write_behind_held = Gauge(
+            "pantau_write_behind_held_events",
+            "Events processed whose table values wait in memory for the next offset commit, unacked until then.",
+            ["agent"], registry=r,
+        )
         self.rocksdb_memory = Gauge(
             "pantau_rocksdb_memory_bytes", "RocksDB memory of this worker's tables, against its shared budget.",
             ["kind"], registry=r,

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.metrics import Metrics, province_label, source_label
 from app.replay import Replayer, guess_stream
 from app.settings import Settings
+from app.worker import Worker
 from sim.simulator import write_files
 
 DETECTORS = ("volume", "duplicate_nik", "duplicate_person", "nik_conflict", "nik_integrity", "eligibility",
@@ -54,6 +55,7 @@ DOMAINS: dict[str, frozenset[str]] = {
     # pantau_duplicate_index_entries is not set by the worker yet; these are its likely index names
     "index": frozenset({"nik", "person", "household"}),
     "kind": frozenset({"memtable", "block_cache"}),
+    "agent": frozenset({"registrations", "regency_tally"}),
 }
 ALL_PROVINCES = frozenset(PROVINCES) | {"unknown"}
 POLLING_DAY = date(2024, 2, 14)
@@ -87,6 +89,8 @@ class Fed:
             self.publish(alert)
         for (stream, province), score in self.replayer.pipeline.volume.latest_scores().items():
             m.volume_score.labels(stream, province).set(score)  # as _housekeeping does
+        for agent in set(Worker.WRITE_BEHIND.values()):  # as _export_write_behind does
+            m.write_behind_held.labels(agent).set(0)
 
     def feed(self, payload: bytes, where: str) -> None:
         m = self.metrics

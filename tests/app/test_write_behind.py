@@ -109,3 +109,21 @@ def test_at_a_rebalance_values_are_dropped_and_events_released():
     # Acking would not make the offset committable: whoever processes the event next counts it.
     assert behind.flush(committable=lambda e: e.message.generation_id == 2) == 1
     assert event.acked and not table.writes and behind.dropped == 1 and not wb.dirty
+
+
+def test_the_worker_exports_how_many_events_wait_for_the_commit(tmp_path):
+    from app.settings import Settings
+    from app.worker import Worker
+
+    settings = Settings().replace(broker_url="kafka://127.0.0.1:1", data_dir=tmp_path / "data", store="memory://",
+                                  app_id="t-held", partitions=2)
+    worker = Worker(settings)
+    held = worker.write_behind["registrations"].held
+    held["tp0"], held["tp1"] = [Event(0), Event(0)], [Event(1)]
+    worker._export_write_behind()
+    sample = worker.metrics.registry.get_sample_value
+    assert sample("pantau_write_behind_held_events", {"agent": "registrations"}) == 3
+    assert sample("pantau_write_behind_held_events", {"agent": "regency_tally"}) == 0
+    held.clear()
+    worker._export_write_behind()
+    assert sample("pantau_write_behind_held_events", {"agent": "registrations"}) == 0
