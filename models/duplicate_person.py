@@ -421,9 +421,7 @@ class PersonDuplicateDetector:
         hit = self._memo_prepared(fp)
         if hit[0] is None:
             hit[0] = self.compact(event)
-        if hit[1] is None:
-            hit[1] = self._blocking_keys(event)
-        return list(hit[0]), list(hit[1])
+        return list(hit[0]), self._keys_for(event, fp)
 
     def _keys_for(self, event: dict, fp: tuple) -> list[str]:
         hit = self._memo_prepared(fp)
@@ -765,9 +763,7 @@ class PersonDuplicateDetector:
         exact_term = w_exact if name else 0.0  # times float(a[3] == b[3])
         default_term = w_default if dob and dob[5:] in _DEFAULT_DATES else 0.0  # when rel == "equal"
         has_nik = nik6 is not None
-        dob_ymd = _ymd(dob) if dob else None
-        six = bool(nik6) and len(nik6) == 6
-        n6, n4, n2 = (nik6[:2], nik6[2:4], nik6[4:6]) if six else ("", "", "")
+        crosses_nik = _nik_cross_with(a)
         ta = name.split()
         sa = set(ta)
         # Candidates repeat birth places and names (namesakes): what they give is kept for the record.
@@ -791,12 +787,8 @@ class PersonDuplicateDetector:
             z += w_dob[rel]
             if rel == "equal":
                 z += default_term
-            elif rel != "missing" and w_cross:  # _nik_cross(a, b), the record's side read once
-                b4, b6 = b[4], b[6]
-                if (dob_ymd is not None and dob_ymd == b6) or (b4 and nik6 and (
-                        b4[8:10] == n2 and b4[5:7] == n4 and b4[2:4] == n6 if six and len(b4) == 10
-                        else _ymd(b4) == nik6)):
-                    z += w_cross
+            elif rel != "missing" and w_cross and crosses_nik(b):
+                z += w_cross
             both_nik = has_nik and b[6] is not None
             if both_nik:
                 z += w_nik if nik6 == b[6] and nik7 == b[7] else -w_nik
@@ -966,11 +958,9 @@ class PersonDuplicateDetector:
         # one name sound), and the date costs a twentieth of the name. The
         # gates are the same as name first, date second: a pair is skipped if
         # any one of them says so, and none has a side effect.
-        rec0, rec1, a4, a6 = rec[0], rec[1], rec[4], rec[6]
-        a_ymd = _ymd(a4) if a4 else None
+        rec0, rec1, a4 = rec[0], rec[1], rec[4]
         ay, am, ad = (a4[:4], a4[5:7], a4[8:10]) if a4 else ("", "", "")
-        six = bool(a6) and len(a6) == 6  # a NIK's YYMMDD (always, from nik_birth): compared part by part
-        n6, n4, n2 = (a6[:2], a6[2:4], a6[4:6]) if six else ("", "", "")
+        crosses_nik = _nik_cross_with(rec)
         with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
         kept = []
         rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
@@ -982,9 +972,7 @@ class PersonDuplicateDetector:
             # swap), inline and day first: it decides most members here.
             if a4 and b and b[8:10] != ad and b[5:7] != am and not (b[:4] == ay and b[8:10] == am and b[5:7] == ad):
                 if not with_ids or not _near_slip(rec, c):
-                    # _nik_cross, with _ymd(b) == a6 tested part by part, day first
-                    if not ((a_ymd and c[6] and a_ymd == c[6]) or (a6 and (
-                            b[8:10] == n2 and b[5:7] == n4 and b[2:4] == n6 if six else _ymd(b) == a6))):
+                    if not crosses_nik(c):
                         continue  # two birth dates far apart, unless one NIK says the other's date
                     kept.append((c, "differ", False))
                 else:
@@ -994,7 +982,7 @@ class PersonDuplicateDetector:
             if rel is None:
                 rel = rels[b] = date_relation(a4, b)
             slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
-            if rel == "differ" and not slip and not _nik_cross(rec, c):
+            if rel == "differ" and not slip and not crosses_nik(c):
                 continue
             kept.append((c, rel, slip))
         if not kept:
@@ -1138,6 +1126,23 @@ def _nik_cross(a: list, b: list) -> bool:
 
 
 _SHAPED_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _nik_cross_with(a: list) -> Callable[[list], bool]:
+    """:func:`_nik_cross` with the record ``a`` fixed, its side worked out once: a
+    record is checked against most members of its blocks. The other record's
+    typed date is compared with ``a``'s NIK date part by part, day first.
+    """
+    a_ymd, a6 = (_ymd(a[4]) if a[4] else ""), a[6]
+    six = bool(a6) and len(a6) == 6  # a NIK's YYMMDD (always, from nik_birth)
+    n6, n4, n2 = (a6[:2], a6[2:4], a6[4:6]) if six else ("", "", "")
+
+    def crosses(b: list) -> bool:
+        b4 = b[4]
+        return bool((a_ymd and a_ymd == b[6]) or (b4 and a6 and (
+            b4[8:10] == n2 and b4[5:7] == n4 and b4[2:4] == n6 if six and len(b4) == 10 else _ymd(b4) == a6)))
+
+    return crosses
 
 
 def _comparable_date(value) -> str | None:
