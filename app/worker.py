@@ -319,8 +319,7 @@ class Worker:
             # (a table write's changelog partition); acked only after the body
             # (acked_after_body). Batching with take_events lost events across a
             # rebalance in the join/leave test, so it is not used (docs/performance.md).
-            hold = self.write_behind[stream].hold if stream in self.write_behind else None
-            async for event in acked_after_body(events, hold):
+            async for event in acked_after_body(events, self._hold_for(stream)):
                 routes: list[Route] = []
                 await self._handle_input(stream, event.message, routes)
                 self._buffer_routes(routes)
@@ -544,6 +543,11 @@ class Worker:
                 await asyncio.wait_for(client.flush(), timeout=COMMIT_FLUSH_SECONDS)
 
         producer.flush = flush  # type: ignore[method-assign]
+
+    def _hold_for(self, agent: str) -> Any:
+        """What ``acked_after_body`` asks before acking an event of ``agent``: None if it writes no write-behind table."""
+        behind = self.write_behind.get(agent)
+        return None if behind is None else behind.hold
 
     def _write_behind_before_commit(self) -> None:
         """Write the table values held in memory, and ack their events, at the start of every commit.
@@ -784,8 +788,7 @@ class Worker:
         async def agent(events: faust.StreamT) -> None:
             if kind == "person_block":
                 await self._await_shared()
-            hold = self.write_behind[kind].hold if kind in self.write_behind else None
-            async for event in acked_after_body(events, hold):
+            async for event in acked_after_body(events, self._hold_for(kind)):
                 message = event.message
                 try:
                     items = orjson.loads(message.value)
