@@ -23,6 +23,7 @@ the budget) and no bloom filter, so a read looked into every level-0 file
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +118,62 @@ def write_options() -> rocksdict.WriteOptions:
 
 
 class BoundedRocksDBStore(faust_rocksdb.Store):
-    """:class:`faust.stores.rocksdb.Store` whose databases share one memory budget."""
+    """:class:`faust.stores.rocksdb.Store` whose databases share one memory budget,
+    and which writes a partition's changelog offset at most once per :attr:`offset_write_seconds`.
+
+    Faust calls :meth:`set_persisted_offset` for every changelog message the
+    broker acknowledges, a RocksDB put each: ~11 a registration, about a tenth
+    of the worker's input rate (docs/performance.md, "Session 13"). The offset
+    only says from where a restarted worker reads the changelog again, so an
+    older one on disk costs a longer read, never a value: the offsets in
+    between are kept in memory, and written when the interval has passed, when
+    a partition is revoked and when the store stops.
+    """
+
+    #: the longest a partition's acknowledged changelog offset waits in memory before it is
+    #: written (while writes continue); a crash makes a restart read that much more changelog
+    offset_write_seconds = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.use_rocksdict:
             raise RuntimeError("the bounded store needs rocksdict (python-rocksdb has no write buffer manager)")
         self.rocksdb_options = BoundedRocksDBOptions(**self.options, use_rocksdict=True)
+        self._unwritten_offsets: dict[int, int] = {}  # partition -> newest acknowledged offset not yet written
+        self._offset_written_at: dict[int, float] = {}
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        partition = tp.partition
+        now = time.monotonic()
+        if now - self._offset_written_at.get(partition, -self.offset_write_seconds) < self.offset_write_seconds:
+            self._unwritten_offsets[partition] = offset
+            return
+        self._unwritten_offsets.pop(partition, None)
+        self._offset_written_at[partition] = now
+        super().set_persisted_offset(tp, offset)
+
+    def persisted_offset(self, tp: Any) -> int | None:
+        unwritten = self._unwritten_offsets.get(tp.partition)
+        return unwritten if unwritten is not None else super().persisted_offset(tp)
+
+    def write_offsets(self, partitions: set[int] | None = None) -> int:
+        """Write the offsets kept in memory (of ``partitions``, or all); how many."""
+        written = 0
+        for partition in list(self._unwritten_offsets):
+            if partitions is None or partition in partitions:
+                offset = self._unwritten_offsets.pop(partition)
+                self._db_for_partition(partition).put(self.offset_key, str(offset).encode())
+                self._offset_written_at[partition] = time.monotonic()
+                written += 1
+        return written
+
+    def revoke_partitions(self, table: Any, tps: Any) -> None:
+        self.write_offsets({tp.partition for tp in tps if tp.topic in table.changelog_topic.topics})
+        super().revoke_partitions(table, tps)
+
+    async def stop(self) -> None:
+        self.write_offsets()
+        await super().stop()
 
 
 STORES.aliases.setdefault(SCHEME, f"{__name__}:BoundedRocksDBStore")

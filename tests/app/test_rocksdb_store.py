@@ -83,3 +83,54 @@ def test_writes_skip_the_wal_and_a_stopped_store_keeps_them(tmp_path):
     db = options.open(path)
     assert all(db[k.to_bytes(8, "big")] == value for k in range(1000))
     db.close()
+
+
+def _store(tmp_path):
+    import faust
+
+    rocksdb_store.configure(memtable_bytes=8 << 20, block_cache_bytes=4 << 20)
+    app = faust.App("offsets-test", store=f"{rocksdb_store.SCHEME}://", datadir=str(tmp_path))
+    table = app.Table("blocks", partitions=2)
+    return table.data, table.changelog_topic.get_topic_name()
+
+
+def test_the_changelog_offset_is_written_once_an_interval_and_on_revoke_and_stop(tmp_path):
+    # Faust sets the offset on every changelog acknowledgement. An offset on
+    # disk older than the newest only makes a restart read more changelog;
+    # one that is newer than what the database holds would lose values.
+    import asyncio
+
+    from faust.types import TP
+
+    store, topic = _store(tmp_path)
+    assert isinstance(store, rocksdb_store.BoundedRocksDBStore)
+    tp0, tp1 = TP(topic, 0), TP(topic, 1)
+
+    def on_disk(partition):
+        raw = store._db_for_partition(partition).get(store.offset_key)  # noqa: SLF001
+        return None if raw is None else int(raw)
+
+    store.set_persisted_offset(tp0, 5)
+    assert on_disk(0) == 5, "the first offset is written at once"
+    for offset in range(6, 40):
+        store.set_persisted_offset(tp0, offset)
+    assert store.persisted_offset(tp0) == 39, "the store answers with the newest offset"
+    assert on_disk(0) == 5, "offsets within the interval wait in memory"
+
+    store.offset_write_seconds = 0.0
+    store.set_persisted_offset(tp0, 40)
+    assert on_disk(0) == 40, "once the interval has passed the next offset is written"
+    store.offset_write_seconds = 60.0
+
+    store.set_persisted_offset(tp0, 41)
+    store.set_persisted_offset(tp1, 7)
+    store.set_persisted_offset(tp1, 8)
+    db1 = store._db_for_partition(1)  # noqa: SLF001 - revoking drops it from the store
+    assert on_disk(0) == 40 and int(db1.get(store.offset_key)) == 7
+    store.revoke_partitions(store.table, {tp1})
+    assert int(db1.get(store.offset_key)) == 8, "a revoked partition's offset is written before it goes"
+    assert on_disk(0) == 40, "only the revoked partition's"
+
+    db0 = store._db_for_partition(0)  # noqa: SLF001 - stopping drops it from the store
+    asyncio.run(store.stop())
+    assert int(db0.get(store.offset_key)) == 41, "a stop writes every offset kept in memory"
