@@ -37,9 +37,10 @@ from typing import Any
 from faust import current_event
 from faust.streams import _current_event  # private: the partition a table write goes to comes from it
 
-__all__ = ["WriteBehind", "WriteBehindTable"]
+__all__ = ["DELETED", "WriteBehind", "WriteBehindTable"]
 
-_DELETED = object()
+
+DELETED = object()  #: what a held value is when its key was deleted
 
 
 def _partition() -> int | None:
@@ -68,7 +69,7 @@ class WriteBehindTable(MutableMapping):
         values = self._held()
         if values is not None and key in values:
             value = values[key]
-            if value is _DELETED:
+            if value is DELETED:
                 raise KeyError(key)
             return value
         return self.table[key]
@@ -77,7 +78,7 @@ class WriteBehindTable(MutableMapping):
         values = self._held()
         if values is not None and key in values:
             value = values[key]
-            return default if value is _DELETED else value
+            return default if value is DELETED else value
         return self.table.get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -94,35 +95,25 @@ class WriteBehindTable(MutableMapping):
         if p is None:
             del self.table[key]
         else:
-            self.dirty.setdefault(p, {})[key] = _DELETED
+            self.dirty.setdefault(p, {})[key] = DELETED
 
     def __contains__(self, key: object) -> bool:
         values = self._held()
         if values is not None and key in values:
-            return values[key] is not _DELETED
+            return values[key] is not DELETED
         return key in self.table
 
     def __iter__(self) -> Iterator[str]:
         values = self._held() or {}
         for key in self.table:
-            if values.get(key, None) is not _DELETED:
+            if values.get(key, None) is not DELETED:
                 yield key
         for key, value in values.items():
-            if value is not _DELETED and key not in self.table:
+            if value is not DELETED and key not in self.table:
                 yield key
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-    def write(self, partition: int) -> int:
-        """Write this partition's held values to the table (inside an event of that partition); how many."""
-        values = self.dirty.pop(partition, None) or {}
-        for key, value in values.items():
-            if value is _DELETED:
-                self.table.pop(key, None)
-            else:
-                self.table[key] = value
-        return len(values)
 
 
 class WriteBehind:
@@ -163,26 +154,66 @@ class WriteBehind:
         event would make its offset committable; where it would not (a
         rebalance), the partition's values are dropped instead of written.
         """
+        held, writes = self._take(committable)
+        for table, event, values in writes:
+            self.written += _write_in_context(table.table, event, values)
+        return self._ack(held)
+
+    async def flush_batched(self, writer: Any, timeout: float,
+                            committable: Callable[[Any], bool] = lambda event: True) -> int:
+        """:meth:`flush`, the tables ``writer`` handles written through it (app/changelog_batch.py).
+
+        Every store is written before the first await, so that the agents,
+        running on meanwhile, read the values from the stores; the events are
+        acked once the broker has acknowledged every changelog record.
+        """
+        held, writes = self._take(committable)
+        for table, event, values in writes:
+            if writer.handles(table.table):
+                self.written += writer.write(table.table, event.message.partition, values)
+            else:
+                self.written += _write_in_context(table.table, event, values)
+        await writer.delivered(timeout)
+        return self._ack(held)
+
+    def _take(self, committable: Callable[[Any], bool]) -> tuple[dict[Any, list[Any]], list[tuple[Any, Any, dict]]]:
+        """The held events, and the values to write: (table, newest held event of the partition, values)."""
         held, self.held = self.held, {}
         by_partition: dict[int, Any] = {}
         for events in held.values():
             by_partition[events[-1].message.partition] = events[-1]
+        writes = []
         for table in self.tables:
             for p in list(table.dirty):
                 event = by_partition.get(p)
+                values = table.dirty.pop(p)
                 if event is None or not committable(event):
                     # No held event cannot happen (hold() follows every event that writes);
                     # without one there is no partition to write to, nor an offset it covers.
-                    self.dropped += len(table.dirty.pop(p))
+                    self.dropped += len(values)
                     continue
-                token = _current_event.set(weakref.ref(event))
-                try:
-                    self.written += table.write(p)
-                finally:
-                    _current_event.reset(token)
+                writes.append((table, event, values))
+        return held, writes
+
+    @staticmethod
+    def _ack(held: dict[Any, list[Any]]) -> int:
         acked = 0
         for events in held.values():
             for event in events:
                 event.ack()
             acked += len(events)
         return acked
+
+
+def _write_in_context(table: MutableMapping[str, Any], event: Any, values: dict[str, Any]) -> int:
+    """Write ``values`` to the table as if inside ``event`` (a Faust table write takes its store and changelog partition from it)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        for key, value in values.items():
+            if value is DELETED:
+                table.pop(key, None)
+            else:
+                table[key] = value
+    finally:
+        _current_event.reset(token)
+    return len(values)

@@ -86,6 +86,49 @@ def test_flush_writes_each_key_once_as_of_a_held_event_of_its_partition_then_ack
     assert behind.written == 4 and not any(t.dirty for t in behind.tables)
 
 
+class BatchWriter:
+    """The part of app.changelog_batch.ChangelogBatchWriter that flush_batched uses, recording what it is given."""
+
+    def __init__(self, handled) -> None:
+        self.handled, self.writes, self.delivered_with = handled, [], None
+
+    def handles(self, table) -> bool:
+        return table is self.handled
+
+    def write(self, table, partition, values) -> int:
+        self.writes.append((partition, dict(values)))
+        table.update(values)  # the store is written before anything is awaited
+        return len(values)
+
+    async def delivered(self, timeout: float) -> None:
+        self.delivered_with = [e.acked for e in self.events]
+
+
+def test_a_batched_flush_acks_only_after_the_changelog_is_delivered():
+    import asyncio
+
+    batched, other, now = {}, RecordingTable(), {"p": 0}
+    behind = WriteBehind()
+    blocks, counters = behind.wrap(batched, partition=lambda: now["p"]), behind.wrap(other, partition=lambda: now["p"])
+    writer = BatchWriter(batched)
+    writer.events = []
+    for i, p in enumerate([0, 1, 1]):
+        now["p"] = p
+        blocks[f"b:{i}"] = [i]
+        counters["national"] = {"n": i}
+        e = Event(p)
+        assert behind.hold(e)
+        writer.events.append(e)
+    assert asyncio.run(behind.flush_batched(writer, timeout=1.0)) == 3
+    assert writer.delivered_with == [False, False, False], "no event acked before its values were delivered"
+    assert all(e.acked for e in writer.events)
+    assert sorted(writer.writes) == [(0, {"b:0": [0]}), (1, {"b:1": [1], "b:2": [2]})]
+    assert batched == {"b:0": [0], "b:1": [1], "b:2": [2]}
+    # A table the writer does not handle goes through the table itself, inside a held event.
+    assert sorted((k, v["n"], w.message.partition) for k, v, w in other.writes) == [("national", 0, 0), ("national", 2, 1)]
+    assert behind.written == 5
+
+
 def test_an_event_that_changed_nothing_is_acked_at_once_unless_earlier_ones_wait():
     behind = WriteBehind()
     wb = behind.wrap({}, partition=lambda: 0)

@@ -143,3 +143,50 @@ def test_the_second_stage_writes_each_regency_window_once_per_commit(worker_fact
     print(f"\n{len(records)} changelog writes of the digit windows for {len(tallies)} tallies")
     assert windows() == {"3273|PPWP": 40, "3204|PPWP": 40, "3171|PPWP": 40}
     assert len(records) < len(tallies) / 2, f"{len(records)} changelog writes for {len(tallies)} tallies"
+
+
+def changelog_offsets_in_store(data_dir, table: str) -> dict[int, int]:
+    """The changelog offset each of ``table``'s databases says it holds (Faust's offset key)."""
+    from app import rocksdb_store
+
+    rocksdb_store.configure(8 << 20, 4 << 20)
+    out = {}
+    for path in data_dir.rglob(f"{table}-*.db"):
+        db = rocksdb_store.open_rdict(str(path), rocksdb_store.BoundedRocksDBOptions().as_options())
+        try:
+            raw = db.get(b"__faust\0offset__")
+        finally:
+            db.close()
+        if raw is not None:
+            out[int(path.stem.rsplit("-", 1)[1])] = int(raw)
+    return out
+
+
+def test_the_duplicate_indexes_reach_the_changelog_and_their_stores_know_its_offsets(worker_factory):
+    # nik_index, person_keys, person_blocks and households are written at the commit as
+    # one RocksDB batch and a few changelog record batches (app/changelog_batch.py).
+    worker, s, events = worker_that_processed(worker_factory, 120, start=6000)
+    deadline = time.monotonic() + 90
+    blocks: dict[str, list] = {}
+    while time.monotonic() < deadline:  # the second stage (blocks) runs behind the input
+        records = run(read_topic(s, f"{s.app_id}-person_blocks-changelog", until=1, timeout=10))
+        blocks = {orjson.loads(r.key): orjson.loads(r.value) for r in records if r.value is not None}
+        if {rec[0] for block in blocks.values() for rec in block} >= {e["event_id"] for e in events}:
+            break
+        time.sleep(1.0)
+    worker.stop()
+    assert worker.proc.returncode == 0, worker.log_tail()
+
+    stored = {rec[0] for block in blocks.values() for rec in block}
+    assert stored >= {e["event_id"] for e in events}, "every registration is in the blocks' changelog"
+    niks = run(read_topic(s, f"{s.app_id}-nik_index-changelog", until=len(events), timeout=30))
+    assert len({r.key for r in niks if r.value is not None}) == len(events), "one NIK key per registration"
+
+    # The offset each database keeps is its changelog partition's last record: a batch's
+    # acknowledgement gives its first offset, and the store adds the batch's records.
+    for table in ("nik_index", "person_blocks"):
+        records = run(read_topic(s, f"{s.app_id}-{table}-changelog", until=1, timeout=10))
+        last: dict[int, int] = {}
+        for r in records:
+            last[r.partition] = max(last.get(r.partition, -1), r.offset)
+        assert changelog_offsets_in_store(s.data_dir, table) == last, table
