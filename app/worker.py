@@ -285,9 +285,11 @@ class Worker:
     #: regency rewrites (a digit window of up to 1,000 TPS, ~26 kB, at every tally). The
     #: duplicate indexes (a NIK, a person's keys, eight blocks and a household per
     #: registration) are mostly written once per commit anyway, but batched at the commit
-    #: (app/changelog_batch.py) a write costs a fraction of Faust's own.
+    #: (app/changelog_batch.py) a write costs a fraction of Faust's own; so are a TPS's
+    #: tally state and last revision.
     WRITE_BEHIND = {"eligibility_regions": "registrations", "heaping_regions": "registrations",
                     "nik_index": "registrations", "person_keys": "registrations",
+                    "tally_state": "results", "revisions": "results",
                     "person_blocks": "person_block", "households": "household",
                     "peers": "regency_tally", "forensics": "regency_tally"}
 

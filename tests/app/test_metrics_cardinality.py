@@ -55,7 +55,7 @@ DOMAINS: dict[str, frozenset[str]] = {
     # pantau_duplicate_index_entries is not set by the worker yet; these are its likely index names
     "index": frozenset({"nik", "person", "household"}),
     "kind": frozenset({"memtable", "block_cache"}),
-    "agent": frozenset({"registrations", "person_block", "household", "regency_tally"}),
+    "agent": frozenset({"registrations", "results", "person_block", "household", "regency_tally"}),
 }
 ALL_PROVINCES = frozenset(PROVINCES) | {"unknown"}
 POLLING_DAY = date(2024, 2, 14)
