@@ -173,9 +173,11 @@ _WEAKEST_NAME = 0.55  # below this no agreement of other fields makes two names 
 _VOWELS = frozenset("AEIOU")
 _DEFAULT_DATES = frozenset({"01-01", "07-01", "12-31"})
 _DOB_KEYS = tuple((r, "dob_" + r) for r in ("equal", "swap", "typo", "part", "missing", "differ"))
-#: Records whose compact form and blocking keys are remembered (the routed blocks of
-#: one record reach its partitions' agents among those of a few hundred others).
-PREPARED_MEMO = 1024
+#: Records whose compact form and blocking keys are remembered, the most recent (~2.8 kB
+#: each). The routed blocks of one record reach its partitions' agents among those of a
+#: few hundred others when the worker keeps up, of thousands when it works off a backlog
+#: (each partition's routes are read in turn): 1,024 then missed most of the time.
+PREPARED_MEMO = 8192
 _COMMON_LEAD = frozenset({"MUHAMMAD", "SITI", "NUR", "SRI", "ABDUL", "AHMAD", "NI", "I", "PUTU", "MADE", "KADEK"})
 
 
@@ -435,7 +437,7 @@ class PersonDuplicateDetector:
         hit = memo.get(fp)
         if hit is None:
             if len(memo) >= PREPARED_MEMO:
-                memo.clear()  # records come and go: no need to keep the most used ones
+                del memo[next(iter(memo))]  # the oldest: a record's blocks come within a few thousand others'
             hit = memo[fp] = [None, None]
         return hit
 

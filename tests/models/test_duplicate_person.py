@@ -663,3 +663,28 @@ def test_a_records_blocks_among_other_records_prepare_it_once():
         det.match_in_block(key, event)
     assert len(routes) >= 4 * 7
     assert Counting.calls == len(events)
+
+
+def test_the_prepared_records_kept_are_the_most_recent(monkeypatch):
+    # A backlog spreads a record's blocks over thousands of others': the memo
+    # forgets its oldest record, not all of them at once.
+    import models.duplicate_person as dp
+
+    monkeypatch.setattr(dp, "PREPARED_MEMO", 3)
+    calls = []
+
+    class Counting(PersonDuplicateDetector):
+        def _blocking_keys(self, event):
+            calls.append(event["event_id"])
+            return super()._blocking_keys(event)
+
+    det = Counting({}, SECRET)
+    events = [person(f"e{i}", name, serial=i + 1)
+              for i, name in enumerate(["Siti Aminah", "Budi Santoso", "Dewi Ratnasari", "Putra Wijaya"])]
+    for event in events:
+        det.blocking_keys(event)
+    for event in events[1:]:
+        det.blocking_keys(event)
+    assert calls == ["e0", "e1", "e2", "e3"], "the three most recent are remembered"
+    det.blocking_keys(events[0])
+    assert calls[-1] == "e0", "the oldest was forgotten"
