@@ -33,13 +33,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from app import gc_tuning, rocksdb_store
 from app.alerter import Alerter
+from app.changelog_batch import ChangelogBatchWriter
 from app.detectors import make_volume_monitor
 from app.kafka_io import faust_fetch_max_wait, key_partition, linger_per_broker
 from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
 from app.validation import InvalidEvent, Validator
-from app.changelog_batch import ChangelogBatchWriter
 from app.write_behind import DELETED, WriteBehind
 from models.base import Finding
 
@@ -284,9 +284,9 @@ class Worker:
     #: registration changes, and the village, district and regency state every tally of a
     #: regency rewrites (a digit window of up to 1,000 TPS, ~26 kB, at every tally). The
     #: duplicate indexes (a NIK, a person's keys, eight blocks and a household per
-    #: registration) are mostly written once per commit anyway, but batched at the commit
-    #: (app/changelog_batch.py) a write costs a fraction of Faust's own; so are a TPS's
-    #: tally state and last revision.
+    #: registration) and a TPS's tally state and last revision change under keys that
+    #: rarely repeat within a commit, but written at the commit in batches
+    #: (app/changelog_batch.py) a write costs a fraction of Faust's own.
     WRITE_BEHIND = {"eligibility_regions": "registrations", "heaping_regions": "registrations",
                     "nik_index": "registrations", "person_keys": "registrations",
                     "tally_state": "results", "revisions": "results",
@@ -577,14 +577,18 @@ class Worker:
             return event.message.generation_id == app.consumer_generation_id and app.flow_control.is_active()
 
         writer = ChangelogBatchWriter(app, DELETED, max_batch_bytes=self._route_message_bytes)
+        # One flush at a time: a flush acks its events once the changelog batches it
+        # wrote are acknowledged, and the writer's pending batches are per flush.
+        flushing = asyncio.Lock()
 
         async def write_held() -> None:
-            for behind in self.write_behind.values():
-                if behind.held:
-                    try:
-                        await behind.flush_batched(writer, COMMIT_FLUSH_SECONDS, committable)
-                    except Exception:  # noqa: BLE001 - never acked, the events are processed again
-                        log.exception("writing the table values held in memory failed")
+            async with flushing:
+                for behind in self.write_behind.values():
+                    if behind.held:
+                        try:
+                            await behind.flush_batched(writer, COMMIT_FLUSH_SECONDS, committable)
+                        except Exception:  # noqa: BLE001 - never acked, the events are processed again
+                            log.exception("writing the table values held in memory failed")
 
         async def commit_after_writing(*args: Any, **kwargs: Any) -> bool:
             await write_held()
