@@ -586,7 +586,7 @@ class Worker:
                 for behind in self.write_behind.values():
                     if behind.held:
                         try:
-                            await behind.flush_batched(writer, COMMIT_FLUSH_SECONDS, committable)
+                            await behind.flush(committable, writer, COMMIT_FLUSH_SECONDS)
                         except Exception:  # noqa: BLE001 - never acked, the events are processed again
                             log.exception("writing the table values held in memory failed")
 

@@ -147,33 +147,29 @@ class WriteBehind:
     def held_events(self) -> int:
         return sum(len(events) for events in self.held.values())
 
-    def flush(self, committable: Callable[[Any], bool] = lambda event: True) -> int:
+    async def flush(self, committable: Callable[[Any], bool] = lambda event: True,
+                    writer: Any = None, timeout: float = 60.0) -> int:
         """Write the held values and ack the held events; how many events were acked.
 
         ``committable(event)`` says whether acking the partition's newest held
         event would make its offset committable; where it would not (a
         rebalance), the partition's values are dropped instead of written.
+
+        The tables ``writer`` handles (app/changelog_batch.py) are written
+        through it, the others through the table, inside a held event of the
+        partition. Every store is written before the first await, so that the
+        agents, running on meanwhile, read the values from the stores; the
+        events are acked once the broker has acknowledged every changelog
+        record the writer sent (within ``timeout`` seconds, or this raises).
         """
         held, writes = self._take(committable)
         for table, event, values in writes:
-            self.written += _write_in_context(table.table, event, values)
-        return self._ack(held)
-
-    async def flush_batched(self, writer: Any, timeout: float,
-                            committable: Callable[[Any], bool] = lambda event: True) -> int:
-        """:meth:`flush`, the tables ``writer`` handles written through it (app/changelog_batch.py).
-
-        Every store is written before the first await, so that the agents,
-        running on meanwhile, read the values from the stores; the events are
-        acked once the broker has acknowledged every changelog record.
-        """
-        held, writes = self._take(committable)
-        for table, event, values in writes:
-            if writer.handles(table.table):
+            if writer is not None and writer.handles(table.table):
                 self.written += writer.write(table.table, event.message.partition, values)
             else:
                 self.written += _write_in_context(table.table, event, values)
-        await writer.delivered(timeout)
+        if writer is not None:
+            await writer.delivered(timeout)
         return self._ack(held)
 
     def _take(self, committable: Callable[[Any], bool]) -> tuple[dict[Any, list[Any]], list[tuple[Any, Any, dict]]]:

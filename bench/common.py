@@ -296,7 +296,7 @@ ACTIVITIES = (
     ("second-stage route agents (Pipeline.on_route)", "Pipeline.on_route"),
     ("publishing alerts (Worker._publish)", "Worker._publish"),
     ("table writes (Table.on_key_set, changelog)", "Table.on_key_set"),
-    ("table values written at the commit, batched (WriteBehind.flush_batched)", "WriteBehind.flush_batched"),
+    ("table values written at the commit, batched (WriteBehind.flush)", "WriteBehind.flush"),
     ("RocksDB store (faust/stores/rocksdb)", "faust/stores/rocksdb.py"),
     ("aiokafka producer (send, batching, partitioner)", "aiokafka/producer"),
     ("  produce requests (aiokafka Sender._send_produce_req)", "Sender._send_produce_req"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from itertools import count
 from types import SimpleNamespace
 
@@ -76,7 +77,7 @@ def test_flush_writes_each_key_once_as_of_a_held_event_of_its_partition_then_ack
         events.append(e)
     assert not table.writes and behind.held_events == 5 and not any(e.acked for e in events)
 
-    assert behind.flush() == 5
+    assert asyncio.run(behind.flush()) == 5
     assert all(e.acked for e in events) and behind.held_events == 0
     # Two keys per partition, each written once, with its last value, as of that partition's newest event.
     assert sorted((k, v["n"], w.message.partition) for k, v, w in table.writes) == [
@@ -87,7 +88,7 @@ def test_flush_writes_each_key_once_as_of_a_held_event_of_its_partition_then_ack
 
 
 class BatchWriter:
-    """The part of app.changelog_batch.ChangelogBatchWriter that flush_batched uses, recording what it is given."""
+    """The part of app.changelog_batch.ChangelogBatchWriter that WriteBehind.flush uses, recording what it is given."""
 
     def __init__(self, handled) -> None:
         self.handled, self.writes, self.delivered_with = handled, [], None
@@ -105,8 +106,6 @@ class BatchWriter:
 
 
 def test_a_batched_flush_acks_only_after_the_changelog_is_delivered():
-    import asyncio
-
     batched, other, now = {}, RecordingTable(), {"p": 0}
     behind = WriteBehind()
     blocks, counters = behind.wrap(batched, partition=lambda: now["p"]), behind.wrap(other, partition=lambda: now["p"])
@@ -119,7 +118,7 @@ def test_a_batched_flush_acks_only_after_the_changelog_is_delivered():
         e = Event(p)
         assert behind.hold(e)
         writer.events.append(e)
-    assert asyncio.run(behind.flush_batched(writer, timeout=1.0)) == 3
+    assert asyncio.run(behind.flush(writer=writer, timeout=1.0)) == 3
     assert writer.delivered_with == [False, False, False], "no event acked before its values were delivered"
     assert all(e.acked for e in writer.events)
     assert sorted(writer.writes) == [(0, {"b:0": [0]}), (1, {"b:1": [1], "b:2": [2]})]
@@ -150,7 +149,7 @@ def test_at_a_rebalance_values_are_dropped_and_events_released():
     event = Event(2, generation=1)
     behind.hold(event)
     # Acking would not make the offset committable: whoever processes the event next counts it.
-    assert behind.flush(committable=lambda e: e.message.generation_id == 2) == 1
+    assert asyncio.run(behind.flush(committable=lambda e: e.message.generation_id == 2)) == 1
     assert event.acked and not table.writes and behind.dropped == 1 and not wb.dirty
 
 
