@@ -423,10 +423,10 @@ class PersonDuplicateDetector:
         hit = self._memo_prepared(fp)
         if hit[0] is None:
             hit[0] = self.compact(event)
-        return list(hit[0]), self._keys_for(event, fp)
+        return list(hit[0]), self._keys_for(event, hit)
 
-    def _keys_for(self, event: dict, fp: tuple) -> list[str]:
-        hit = self._memo_prepared(fp)
+    def _keys_for(self, event: dict, hit: list) -> list[str]:
+        """The blocking keys of ``event``, kept in its memo entry (:meth:`_memo_prepared`)."""
         if hit[1] is None:
             hit[1] = self._blocking_keys(event)
         return list(hit[1])
@@ -486,7 +486,7 @@ class PersonDuplicateDetector:
         False
         """
         fp = _fingerprint(event)
-        return self._blocking_keys(event) if fp is None else self._keys_for(event, fp)
+        return self._blocking_keys(event) if fp is None else self._keys_for(event, self._memo_prepared(fp))
 
     def _blocking_keys(self, event: dict) -> list[str]:
         v = event.get("voter") or {}
