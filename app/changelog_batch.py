@@ -35,6 +35,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.types import TP
 
 from app.rocksdb_store import BoundedRocksDBStore
+from app.write_behind import DELETED
 
 __all__ = ["ChangelogBatchWriter"]
 
@@ -42,13 +43,11 @@ __all__ = ["ChangelogBatchWriter"]
 class ChangelogBatchWriter:
     """Writes held values of Faust tables on the bounded RocksDB store, batched, through the app's aiokafka producer.
 
-    ``deleted`` is the marker a held value carries when its key was deleted
-    (a changelog tombstone and a store delete).
+    A held value :data:`app.write_behind.DELETED` is a changelog tombstone and a store delete.
     """
 
-    def __init__(self, app: Any, deleted: object, max_batch_bytes: int) -> None:
+    def __init__(self, app: Any, max_batch_bytes: int) -> None:
         self.app = app
-        self.deleted = deleted
         self.max_batch_bytes = max_batch_bytes
         self._pending: list[tuple[BoundedRocksDBStore, str, int, BatchBuilder, int]] = []
 
@@ -66,7 +65,7 @@ class ChangelogBatchWriter:
         key_index = store._key_index  # noqa: SLF001 - Faust's key -> partition cache, as its own _set keeps it
         for key, value in values.items():
             key_bytes = store._encode_key(key)  # noqa: SLF001
-            if value is self.deleted:
+            if value is DELETED:
                 value_bytes = None
                 batch.delete(key_bytes)
                 key_index.pop(key_bytes, None)

@@ -40,7 +40,7 @@ from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
 from app.validation import InvalidEvent, Validator
-from app.write_behind import DELETED, WriteBehind
+from app.write_behind import WriteBehind
 from models.base import Finding
 
 log = logging.getLogger("pantau.worker")
@@ -576,7 +576,7 @@ class Worker:
         def committable(event: Any) -> bool:
             return event.message.generation_id == app.consumer_generation_id and app.flow_control.is_active()
 
-        writer = ChangelogBatchWriter(app, DELETED, max_batch_bytes=self._route_message_bytes)
+        writer = ChangelogBatchWriter(app, max_batch_bytes=self._route_message_bytes)
         # One flush at a time: a flush acks its events once the changelog batches it
         # wrote are acknowledged, and the writer's pending batches are per flush.
         flushing = asyncio.Lock()
