@@ -139,36 +139,32 @@ class BoundedRocksDBStore(faust_rocksdb.Store):
         if not self.use_rocksdict:
             raise RuntimeError("the bounded store needs rocksdict (python-rocksdb has no write buffer manager)")
         self.rocksdb_options = BoundedRocksDBOptions(**self.options, use_rocksdict=True)
-        self._unwritten_offsets: dict[int, int] = {}  # partition -> newest acknowledged offset not yet written
-        self._offset_written_at: dict[int, float] = {}
+        self._unwritten_offsets: dict[Any, int] = {}  # changelog partition -> newest acknowledged offset not written
+        self._offset_written_at: dict[Any, float] = {}
 
     def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        partition = tp.partition
         now = time.monotonic()
-        if now - self._offset_written_at.get(partition, -self.offset_write_seconds) < self.offset_write_seconds:
-            self._unwritten_offsets[partition] = offset
+        if now - self._offset_written_at.get(tp, -self.offset_write_seconds) < self.offset_write_seconds:
+            self._unwritten_offsets[tp] = offset
             return
-        self._unwritten_offsets.pop(partition, None)
-        self._offset_written_at[partition] = now
+        self._unwritten_offsets.pop(tp, None)
+        self._offset_written_at[tp] = now
         super().set_persisted_offset(tp, offset)
 
     def persisted_offset(self, tp: Any) -> int | None:
-        unwritten = self._unwritten_offsets.get(tp.partition)
+        unwritten = self._unwritten_offsets.get(tp)
         return unwritten if unwritten is not None else super().persisted_offset(tp)
 
-    def write_offsets(self, partitions: set[int] | None = None) -> int:
-        """Write the offsets kept in memory (of ``partitions``, or all); how many."""
-        written = 0
-        for partition in list(self._unwritten_offsets):
-            if partitions is None or partition in partitions:
-                offset = self._unwritten_offsets.pop(partition)
-                self._db_for_partition(partition).put(self.offset_key, str(offset).encode())
-                self._offset_written_at[partition] = time.monotonic()
-                written += 1
-        return written
+    def write_offsets(self, tps: Any = None) -> int:
+        """Write the offsets kept in memory (of the changelog partitions ``tps``, or all); how many."""
+        waiting = [tp for tp in self._unwritten_offsets if tps is None or tp in tps]
+        for tp in waiting:
+            self._offset_written_at[tp] = time.monotonic()
+            super().set_persisted_offset(tp, self._unwritten_offsets.pop(tp))
+        return len(waiting)
 
     def revoke_partitions(self, table: Any, tps: Any) -> None:
-        self.write_offsets({tp.partition for tp in tps if tp.topic in table.changelog_topic.topics})
+        self.write_offsets(tps)
         super().revoke_partitions(table, tps)
 
     async def stop(self) -> None:
