@@ -35,7 +35,7 @@ from app import gc_tuning, rocksdb_store
 from app.alerter import Alerter
 from app.changelog_batch import ChangelogBatchWriter
 from app.detectors import make_volume_monitor
-from app.kafka_io import faust_fetch_max_wait, key_partition, linger_per_broker
+from app.kafka_io import faust_fetch_max_wait, key_partition, key_partitions, linger_per_broker
 from app.metrics import Metrics, province_label, source_label
 from app.pipeline import DETECTOR_ERRORS, ROUTE_KINDS, Pipeline, Route
 from app.settings import Settings
@@ -232,7 +232,9 @@ class Worker:
         self._volume_monitors: dict[int, Any] = {}
         self._volume_snapshot_at: dict[int, float] = {}
         self._web_runner: web.AppRunner | None = None
-        # Routed events not yet sent: (kind, partition) -> chunks of [first key, JSON items, bytes].
+        # Routed events buffered, as (kind, key, JSON item), until a flush gives them partitions;
+        # then, until sent: (kind, partition) -> chunks of [first key, JSON items, bytes].
+        self._unpacked: list[tuple[str, str, bytes]] = []
         self._routes: dict[tuple[str, int], list[list[Any]]] = {}
         self._routes_events = 0
         self._routes_flushed_at = time.monotonic()
@@ -474,23 +476,32 @@ class Worker:
 
     # -- routed events: packed across input events ---------------------------
     def _buffer_routes(self, routes: list[Route]) -> None:
-        """Keep ``routes`` for the next flush, packed per (kind, partition) in the same wire
-        format as :meth:`_send_routes` (a JSON list of ``[key, event]``)."""
+        """Keep ``routes`` for the next flush, in the order routed."""
         self._routes_events += 1
+        self._unpacked += [(route.kind, route.key, orjson.dumps([route.key, route.event])) for route in routes]
+
+    def _pack_routes(self) -> None:
+        """Pack the buffered routes per (kind, partition), after any still unsent, in the same
+        wire format as :meth:`_send_routes` (a JSON list of ``[key, event]``). The partitions
+        of a whole flush are computed at once (:func:`key_partitions`)."""
+        items, self._unpacked = self._unpacked, []
         limit = self._route_message_bytes
-        for route in routes:
-            item = orjson.dumps([route.key, route.event])
-            chunks = self._routes.setdefault((route.kind, self._partition_of(route.key)), [])
+        partitions = key_partitions([key for _, key, _ in items], self.settings.partitions)
+        for (kind, key, item), partition in zip(items, partitions):
+            chunks = self._routes.setdefault((kind, partition), [])
             if not chunks or chunks[-1][2] + len(item) > limit:
-                chunks.append([route.key, [item], len(item)])
+                chunks.append([key, [item], len(item)])
             else:
                 chunk = chunks[-1]
                 chunk[1].append(item)
                 chunk[2] += len(item) + 1
 
+    def _routes_waiting(self) -> bool:
+        return bool(self._unpacked or self._routes)
+
     async def _maybe_flush_routes(self) -> None:
-        if self._routes and (self._routes_events >= ROUTE_FLUSH_EVENTS
-                             or time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS):
+        if self._routes_waiting() and (self._routes_events >= ROUTE_FLUSH_EVENTS
+                                       or time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS):
             await self._flush_routes()
 
     async def _flush_routes(self) -> None:
@@ -501,6 +512,7 @@ class Worker:
         the other (an update's removal and its new copy go to the same block).
         """
         async with self._routes_lock:
+            self._pack_routes()
             pending, self._routes = self._routes, {}
             self._routes_events, self._routes_flushed_at = 0, time.monotonic()
             queue = [(dest, chunk) for dest, chunks in pending.items() for chunk in chunks]
@@ -1096,7 +1108,7 @@ class Worker:
     async def _route_timer(self) -> None:
         """Routed events still waiting after a pause in the input go out on this timer."""
         try:
-            if self._routes and time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS:
+            if self._routes_waiting() and time.monotonic() - self._routes_flushed_at >= ROUTE_FLUSH_SECONDS:
                 await self._flush_routes()
         except Exception:  # noqa: BLE001 - see _housekeeping; the commit hook retries the flush
             log.exception("sending routed events failed")

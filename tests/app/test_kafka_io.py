@@ -8,7 +8,7 @@ import random
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.structs import TopicPartition
 
-from app.kafka_io import key_partition, linger_per_broker, murmur2
+from app.kafka_io import key_partition, key_partitions, linger_per_broker, murmur2
 
 
 def test_murmur2_matches_aiokafka():
@@ -20,6 +20,19 @@ def test_murmur2_matches_aiokafka():
     # Routed keys are text; the partition must be the one Kafka's default partitioner picks.
     for key in ("3273|siti|1990-01-05|P", "household|ab12", "3201", "ñame|ü"):
         assert key_partition(key, 4) == (aiokafka_murmur2(key.encode()) & 0x7FFFFFFF) % 4
+
+
+def test_key_partitions_is_key_partition_for_every_key():
+    # Keys of one length are hashed together (numpy), a few of a length one by one: both
+    # must give the partition Kafka's default partitioner gives each key on its own.
+    rnd = random.Random(11)
+    keys = ["".join(rnd.choice("abcdef0123456789|:-ñ") for _ in range(length))
+            for length in range(0, 72) for _ in range(rnd.choice([1, 5, 40]))]
+    rnd.shuffle(keys)
+    for partitions in (1, 4, 7, 96):
+        assert key_partitions(keys, partitions) == [
+            (aiokafka_murmur2(k.encode()) & 0x7FFFFFFF) % partitions for k in keys]
+    assert key_partitions([], 4) == []
 
 
 class _OneBroker:
