@@ -478,7 +478,14 @@ class Worker:
     def _buffer_routes(self, routes: list[Route]) -> None:
         """Keep ``routes`` for the next flush, in the order routed."""
         self._routes_events += 1
-        self._unpacked += [(route.kind, route.key, orjson.dumps([route.key, route.event])) for route in routes]
+        # A registration goes to its eight blocks and its household: the event is encoded
+        # once, each item is ["key",<event>] as orjson.dumps([key, event]) would write it.
+        encoded: dict[int, bytes] = {}  # by id(): every event here is alive in ``routes``
+        for route in routes:
+            event = encoded.get(id(route.event))
+            if event is None:
+                event = encoded[id(route.event)] = orjson.dumps(route.event)
+            self._unpacked.append((route.kind, route.key, b"[" + orjson.dumps(route.key) + b"," + event + b"]"))
 
     def _pack_routes(self) -> None:
         """Pack the buffered routes per (kind, partition), after any still unsent, in the same

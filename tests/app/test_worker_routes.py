@@ -47,6 +47,17 @@ def test_routes_of_many_events_go_out_packed_in_order(worker):
     assert worker._routes == {}
 
 
+def test_a_routed_item_is_written_as_the_json_of_key_and_event(worker):
+    # One registration's routes share its event, encoded once; the bytes must be what
+    # orjson.dumps([key, event]) gives, removals (another dict) included.
+    event = {"event_id": "e1", "voter": {"name": "Siti \"Ani\" Aminah", "nik": "3273014501900001"}, "n": 1.5}
+    removal = {**event, "action": "remove"}
+    routes = [Route("person_block", f"dp:{i}", event) for i in range(3)] + [
+        Route("person_block", "dp:old", removal), Route("household", 'h"1', event)]
+    worker._buffer_routes(routes)
+    assert [item for _, _, item in worker._unpacked] == [orjson.dumps([r.key, r.event]) for r in routes]
+
+
 def test_a_message_stays_under_the_size_limit(worker):
     for i in range(30):
         worker._buffer_routes([Route("household", "same-household", _event(i, size=300))])
