@@ -191,6 +191,30 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
         finally:
             broker.stop()
 
+    # 1c. the detectors alone: the events run 1-3's workers got through, replayed in one process
+    # (the same detector objects, no broker, Faust or tables), stamped with one event time as
+    # the workers' were (so no volume bucket closes in either). No worker can beat this rate;
+    # the no-op ratio above says what Faust costs, this one what is left around the detectors.
+    reached = int(median([r[1]["processed"] for r in rows])) or total
+    floor_path = base / "worker-stream.jsonl"
+    stamp = common.now_ms()
+    floor_path.write_bytes(b"".join(common.stamped(e, stamp) + b"\n" for e in events[:reached]))
+    floor = replay(floor_path, base)
+    floor_path.unlink()
+    out["detectors_alone"] = {**floor, "worker_rate_ratio": pantau_med / floor["cpu_rate"] if floor["cpu_rate"] else None,
+                              "worker_cpu_ratio": (cpu_med / 1000) / (floor["cpu_seconds"] / floor["events"])
+                              if cpu_med and floor["cpu_seconds"] else None}
+    d = out["detectors_alone"]
+    t = Table("events", "replay CPU s", "CPU µs/event", "ev/s of CPU", "worker ev/s / this",
+              "worker CPU per event / this",
+              title="1c. the detectors alone: pantau replay (one process, no broker) of the events the worker reached")
+    fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
+    t.add_row(str(floor["events"]), fmt(floor["cpu_seconds"], "{:.1f}"),
+              fmt(floor["cpu_seconds"] and floor["cpu_seconds"] / floor["events"] * 1e6, "{:.0f}"),
+              fmt(floor["cpu_rate"], "{:.0f}"), fmt(d["worker_rate_ratio"], "{:.2f}"),
+              fmt(d["worker_cpu_ratio"], "{:.2f}x"))
+    console.print(t)
+
     # 3. replay, no broker
     mixed_path = base / "mixed.jsonl"
     write_mixed(events_f.result(), mixed_path, args.mixed or None)
