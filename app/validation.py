@@ -134,9 +134,11 @@ class Validator:
             raise InvalidEvent("invalid_json", f"not JSON: {str(exc).split(':')[0]}") from None
         if not isinstance(event, dict):
             raise InvalidEvent("not_an_object", f"payload is a JSON {type(event).__name__}, not an object")
-        if payload.count(b'"') > _expected_quotes(event):
-            # More quotes than the parsed object explains: a key appeared twice
-            # and orjson kept the last. Re-parse (rarely) to name it.
+        if payload.count(b'"') > orjson.dumps(event).count(b'"'):
+            # More quotes than the parsed object's own JSON has (two per key and
+            # string, one per quote inside a string, which both texts escape as
+            # \"; a \u0022 in the payload only makes it fewer): a key appeared
+            # twice and orjson kept the last. Re-parse (rarely) to name it.
             try:
                 json.loads(payload, object_pairs_hook=_reject_duplicate_keys)
             except RecursionError:
@@ -173,24 +175,3 @@ def _schema_detail(exc: fastjsonschema.JsonSchemaValueException) -> str:
     # "const" rules the allowed values are echoed, which is schema text, not data.
     message = exc.message
     return message if len(message) <= 200 else message[:197] + "..."
-
-
-def _expected_quotes(obj: Any) -> int:
-    """How many ``"`` characters the JSON text of ``obj`` has when every key appears once.
-
-    Two per key and per string, plus the escaped quotes inside strings (each
-    ``\\"`` is one ``"`` in the text). Iterative: nesting depth must not
-    become Python recursion depth.
-    """
-    total, stack = 0, [obj]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += 2 + item.count('"')
-        elif isinstance(item, dict):
-            for key, value in item.items():
-                total += 2 + key.count('"')
-                stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return total

@@ -64,6 +64,10 @@ def test_duplicated_keys_are_refused():
 def test_escaped_quotes_are_not_mistaken_for_duplicate_keys():
     reg = registration(name='Siti "Ina" Aminah')
     assert V.decode("registrations", dumps(reg))["voter"]["name"] == 'Siti "Ina" Aminah'
+    # The same quote written as \u0022: fewer quote characters in the text, still no duplicate.
+    body = dumps(reg).replace(b'\\"Ina\\"', b"\\u0022Ina\\u0022")
+    assert b"u0022" in body
+    assert V.decode("registrations", body)["voter"]["name"] == 'Siti "Ina" Aminah'
 
 
 @pytest.mark.parametrize(
