@@ -528,12 +528,11 @@ class Worker:
                     await self.topics[kind].send(key=key.encode(), value=b"[" + b",".join(items) + b"]",
                                                  partition=partition)
                 except BaseException:
-                    # Not sent: back in front of what was buffered since, for the next flush.
+                    # Not sent: kept for the next flush, which packs what was buffered
+                    # since behind them (only a flush packs, under this lock).
                     unsent: dict[tuple[str, int], list[list[Any]]] = {}
                     for dest, chunk in queue[i:]:
                         unsent.setdefault(dest, []).append(chunk)
-                    for dest, chunks in self._routes.items():
-                        unsent.setdefault(dest, []).extend(chunks)
                     self._routes = unsent
                     raise
 
