@@ -134,7 +134,11 @@ class Validator:
             raise InvalidEvent("invalid_json", f"not JSON: {str(exc).split(':')[0]}") from None
         if not isinstance(event, dict):
             raise InvalidEvent("not_an_object", f"payload is a JSON {type(event).__name__}, not an object")
-        if payload.count(b'"') > orjson.dumps(event).count(b'"'):
+        try:
+            quotes = orjson.dumps(event).count(b'"')
+        except TypeError:  # nested deeper than orjson writes (254 levels; it reads 1,024): look
+            quotes = -1
+        if payload.count(b'"') > quotes:
             # More quotes than the parsed object's own JSON has (two per key and
             # string, one per quote inside a string, which both texts escape as
             # \"; a \u0022 in the payload only makes it fewer): a key appeared
