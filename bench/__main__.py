@@ -40,6 +40,11 @@ def _snapshot(rev: str) -> Path:
     return dest
 
 
+def _shown(value: float | None, spec: str) -> str:
+    """``spec.format(value)``, or "-" for a figure an older code tree or a timed-out run did not give."""
+    return "-" if value is None else spec.format(value)
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=1)
@@ -137,10 +142,9 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
                 t = Table("events", "input done after", "input ev/s", "routed messages",
                           "second stage done after", "end-to-end ev/s",
                           title="1b. one pantau worker until its second stage (routed topics) is done too")
-                fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
-                t.add_row(str(e2e["events"]), fmt(e2e["input_seconds"], "{:.1f} s"), fmt(e2e["input_rate"], "{:.0f}"),
-                          str(e2e["routed"]), fmt(e2e["all_seconds"], "{:.1f} s"),
-                          fmt(e2e["end_to_end_rate"], "{:.0f}"))
+                t.add_row(str(e2e["events"]), _shown(e2e["input_seconds"], "{:.1f} s"),
+                          _shown(e2e["input_rate"], "{:.0f}"), str(e2e["routed"]),
+                          _shown(e2e["all_seconds"], "{:.1f} s"), _shown(e2e["end_to_end_rate"], "{:.0f}"))
                 console.print(f"{elapsed()} end to end done")
                 console.print(t)
 
@@ -183,9 +187,9 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
             t = Table("target rate", "achieved", "alerting events", "alerted", "p50", "p99", "max",
                       title="2. event -> alert latency at half the sustainable rate "
                             f"({sustainable:.0f} ev/s, {which})")
-            fmt = lambda v: "-" if v is None else f"{v * 1000:.0f} ms"  # noqa: E731
+            ms = lambda v: _shown(None if v is None else v * 1000, "{:.0f} ms")  # noqa: E731
             t.add_row(f"{rate:.0f} ev/s", f"{lat['rate']:.0f} ev/s", str(lat["alerting"]), str(lat["alerted"]),
-                      fmt(lat["p50"]), fmt(lat["p99"]), fmt(lat["max"]))
+                      ms(lat["p50"]), ms(lat["p99"]), ms(lat["max"]))
             console.print(f"{elapsed()} latency done")
             console.print(t)
         finally:
@@ -208,11 +212,10 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     t = Table("events", "replay CPU s", "CPU µs/event", "ev/s of CPU", "worker ev/s / this",
               "worker CPU per event / this",
               title="1c. the detectors alone: pantau replay (one process, no broker) of the events the worker reached")
-    fmt = lambda v, f: "-" if v is None else f.format(v)  # noqa: E731
-    t.add_row(str(floor["events"]), fmt(floor["cpu_seconds"], "{:.1f}"),
-              fmt(floor["cpu_seconds"] and floor["cpu_seconds"] / floor["events"] * 1e6, "{:.0f}"),
-              fmt(floor["cpu_rate"], "{:.0f}"), fmt(d["worker_rate_ratio"], "{:.2f}"),
-              fmt(d["worker_cpu_ratio"], "{:.2f}x"))
+    t.add_row(str(floor["events"]), _shown(floor["cpu_seconds"], "{:.1f}"),
+              _shown(floor["cpu_seconds"] and floor["cpu_seconds"] / floor["events"] * 1e6, "{:.0f}"),
+              _shown(floor["cpu_rate"], "{:.0f}"), _shown(d["worker_rate_ratio"], "{:.2f}"),
+              _shown(d["worker_cpu_ratio"], "{:.2f}x"))
     console.print(t)
 
     # 3. replay, no broker
