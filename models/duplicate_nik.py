@@ -138,6 +138,19 @@ def date_relation(a: str | None, b: str | None) -> str:
     cy, cm, cd = a[:4] != b[:4], a[5:7] != b[5:7], a[8:10] != b[8:10]
     if cy + cm + cd >= 2:
         return "swap" if not cy and a[5:7] == b[8:10] and a[8:10] == b[5:7] else "differ"
+    if cy + cm + cd == 1 and len(a) == len(b) == 10 and a[4] == b[4] and a[7] == b[7]:
+        # All the differing digits lie in the one wrong part: what the general
+        # case below finds, read from that part alone (most block members of a
+        # common name get here).
+        if cy:
+            x, y = a[:4], b[:4]
+            d = [i for i in range(4) if x[i] != y[i]]
+            return "typo" if len(d) == 1 or (len(d) == 2 and d[1] == d[0] + 1 and x[d[0]] == y[d[1]]
+                                             and x[d[1]] == y[d[0]]) else "part"
+        x, y = (a[8:10], b[8:10]) if cd else (a[5:7], b[5:7])
+        if x[0] == y[0] or x[1] == y[1] or (x[0] == y[1] and x[1] == y[0]):
+            return "typo"
+        return "typo" if cd and x.isdigit() and y.isdigit() and abs(int(x) - int(y)) == 1 else "part"
     if len(a) == len(b):
         diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
         if len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]

@@ -229,3 +229,48 @@ def test_helpers():
     assert nik_birth("32730145019000") is None
     assert is_placeholder_nik("0000000000000000") and not is_placeholder_nik("3273014501900001")
     assert date_relation("1990-01-05", "1990-05-01") == "swap"
+
+
+def _relation_by_positions(a, b):
+    """date_relation's rule read off the whole strings: the wrong parts, then the differing positions."""
+    if not a or not b:
+        return "missing"
+    if a == b:
+        return "equal"
+    wrong = [a[:4] != b[:4], a[5:7] != b[5:7], a[8:10] != b[8:10]]
+    if sum(wrong) >= 2:
+        return "swap" if not wrong[0] and a[5:7] == b[8:10] and a[8:10] == b[5:7] else "differ"
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+                              and a[diff[1]] == b[diff[0]]):
+            return "typo"
+    if wrong[2] and a[8:10].isdigit() and b[8:10].isdigit() and abs(int(a[8:10]) - int(b[8:10])) == 1:
+        return "typo"
+    return "part"
+
+
+def test_date_relation_reads_one_wrong_part_as_the_whole_strings_say():
+    # date_relation decides a pair with one wrong part from that part alone:
+    # it must agree with the rule read off every position, malformed dates included.
+    import random
+
+    rng = random.Random(4)
+    years, months, days = ["1990", "1991", "1909", "1980", "2990", "19a0"], ["01", "10", "11", "02", "1a", "20"], \
+        ["05", "50", "06", "04", "15", "14", "31", "30", "0x", "01", "10", "09", "19", "20", "29"]
+    odd = ["1990-1-5", "19900105", "1990/01/05", "1990-01-0", "", None]
+    seen = set()
+    for _ in range(60_000):
+        a = rng.choice(odd) if rng.random() < 0.03 else f"{rng.choice(years)}-{rng.choice(months)}-{rng.choice(days)}"
+        b = rng.choice(odd) if rng.random() < 0.03 else f"{rng.choice(years)}-{rng.choice(months)}-{rng.choice(days)}"
+        if a and len(a) == 10 and rng.random() < 0.5:  # one character of a changed, or two neighbours exchanged
+            i, chars = rng.randrange(10), list(a)
+            if rng.random() < 0.5:
+                chars[i] = rng.choice("0123456789-/")
+            elif i < 9:
+                chars[i], chars[i + 1] = chars[i + 1], chars[i]
+            b = "".join(chars)
+        expected = _relation_by_positions(a, b)
+        assert date_relation(a, b) == expected, (a, b)
+        seen.add(expected)
+    assert seen == {"missing", "equal", "swap", "differ", "typo", "part"}
