@@ -845,6 +845,46 @@ class PersonDuplicateDetector:
             # The features are rounded to 4 places, the ceiling's parts are not: a margin.
             return z + 0.05
 
+        def any_candidate(common: float) -> dict[tuple[bool, bool], dict[str, float]]:
+            # The loose ceiling's highest value over every candidate of a kind,
+            # (nkk_equal, no_id_fields), for each birth-date relation, with no
+            # near slip and no NIK-date cross (both checked per candidate). At
+            # 10 M voters a common name's blocks are full of namesakes from
+            # other households with one part of the birth date wrong, none of
+            # whom can reach the threshold: this says so once per record
+            # instead of once per namesake. Each term is taken at its largest.
+            known = bounds.get(common)
+            if known is not None:
+                return known
+            z = intercept + name_bound + max(0.0, exact_term) + (w_common * common if w_common < 0.0 else w_common)
+            if rtrw != "/":
+                z += max(0.0, w_rtrw)
+            if marital:
+                z += abs(w_marital)
+            z += abs(w_disability) if disability else max(0.0, -w_disability)
+            known = bounds[common] = {}
+            for nkk_equal in (False, True):
+                for no_id in (False, True):
+                    t = z + w_nkk * nkk_equal + w_no_id * no_id
+                    if no_id:
+                        t += w_sex_missing  # no NIK pair, no two sexes, no two birth places
+                    else:
+                        t += abs(w_nik) if has_nik else 0.0
+                        t += max(abs(w_sex), w_sex_missing) if sex else w_sex_missing
+                        t += abs(w_place) if place else 0.0  # place_agree lies in [-1, 1]
+                    if addr:
+                        t += max(0.0, w_addr + w_addr_other_kk * (not nkk_equal) + w_noid_addr * no_id)
+                    if regency:
+                        t += max(0.0, w_regency + w_noid_regency * no_id)
+                    t += max(0.0, w_rare, w_differs, w_rare + w_typo) if nkk_equal else max(0.0, w_rare)
+                    known[nkk_equal, no_id] = {r: t + w_dob[r] + (max(0.0, default_term) if r == "equal" else 0.0)
+                                               + 0.06 for r, _ in _DOB_KEYS}  # its margin, and some for another order of sums
+            return known
+
+        bounds: dict[float, dict] = {}  # by the record's name commonness (the sketch moves it)
+
+        ceiling.any_candidate = any_candidate  # type: ignore[attr-defined]
+        ceiling.cross = w_cross  # type: ignore[attr-defined]
         self.__dict__["_ceiling_memo"] = (scorer, list(a), ceiling)
         return ceiling
 
@@ -964,6 +1004,38 @@ class PersonDuplicateDetector:
         ay, am, ad = (a4[:4], a4[5:7], a4[8:10]) if a4 else ("", "", "")
         crosses_nik = _nik_cross_with(rec)
         with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
+        # A pair's features depend on the two records and the name sketch
+        # only, and a namesake born the same day sits in most of a record's
+        # blocks: they are kept for the record while the sketch stays as it
+        # is (any add() changes its total), with the name commonness and the
+        # name words' counts they read.
+        names = self.names
+        pm = self.__dict__.get("_pair_memo")
+        if pm is None or pm[1] is not names.table or pm[2] != names.total or pm[0] != rec:
+            pm = (list(rec), names.table, names.total, {}, {}, {})
+            self.__dict__["_pair_memo"] = pm
+        done, common, counts = pm[3], pm[4], pm[5]
+        scorer = self._scorer_version()  # a remembered score is this scorer's
+        floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
+        ceiling = None  # self._ceiling_for(rec) when there is a threshold to reach
+        # By the kind of candidate (nkk_equal, no_id_fields): the birth-date
+        # relations with which it cannot reach the threshold, unless a near
+        # slip, or a NIK-date cross where the relation is not also in the
+        # second set. Telling the kind costs a few comparisons; the ceiling
+        # costs a few microseconds.
+        hopeless: dict = {}
+        hopeless_crossed: dict = {}
+        hopeless_any: frozenset = frozenset()
+        if floor is not None:
+            ceiling = self._ceiling_for(rec)
+            if rec[3] not in common:
+                common[rec[3]] = self.name_commonness(rec[3])
+            cross = max(0.0, ceiling.cross)  # type: ignore[attr-defined]
+            for kind, best in ceiling.any_candidate(common[rec[3]]).items():  # type: ignore[attr-defined]
+                hopeless[kind] = frozenset(r for r, z in best.items() if z < floor)
+                hopeless_crossed[kind] = frozenset(r for r in hopeless[kind] if r == "missing" or best[r] + cross < floor)
+            hopeless_any = frozenset().union(*hopeless.values())
+        a_nkk, a_nik, a_sex, a_place = rec[11], rec[6] is not None, rec[5], rec[8]
         kept = []
         rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
         for c in candidates:
@@ -986,29 +1058,16 @@ class PersonDuplicateDetector:
             slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
             if rel == "differ" and not slip and not crosses_nik(c):
                 continue
+            if rel in hopeless_any and not slip:
+                kind = (bool(a_nkk) and a_nkk == c[11],
+                        not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8]))
+                if rel in hopeless[kind] and (rel in hopeless_crossed[kind] or not crosses_nik(c)):
+                    continue  # no other field of this candidate can lift the pair to the threshold
             kept.append((c, rel, slip))
         if not kept:
             return out
         households: dict[str, list] | None = None
         best_in_household: dict[str, float] = {}
-        # A pair's features depend on the two records and the name sketch
-        # only, and a namesake born the same day sits in most of a record's
-        # blocks: they are kept for the record while the sketch stays as it
-        # is (any add() changes its total), with the name commonness and the
-        # name words' counts they read.
-        names = self.names
-        pm = self.__dict__.get("_pair_memo")
-        if pm is None or pm[1] is not names.table or pm[2] != names.total or pm[0] != rec:
-            pm = (list(rec), names.table, names.total, {}, {}, {})
-            self.__dict__["_pair_memo"] = pm
-        done, common, counts = pm[3], pm[4], pm[5]
-        scorer = self._scorer_version()  # a remembered score is this scorer's
-        floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
-        ceiling = None  # self._ceiling_for(rec) when there is a threshold to reach
-        if floor is not None:
-            ceiling = self._ceiling_for(rec)
-            if rec[3] not in common:
-                common[rec[3]] = self.name_commonness(rec[3])
         for c, rel, slip in kept:
             seen = done.get(c[0])
             if seen is not None and seen[1] is None and seen[3] == scorer and seen[0] == c:

@@ -595,7 +595,7 @@ def test_a_verdict_between_two_blocks_of_one_record_changes_the_second_blocks_sc
 def test_the_logit_ceiling_is_never_below_the_scorers_logit():
     # Pairs whose ceiling is below the threshold are not scored at all, so the
     # ceiling must hold for any weights staff verdicts may have moved to.
-    from models.duplicate_person import PRIOR, _UNSCORED, date_relation
+    from models.duplicate_person import PRIOR, _UNSCORED, _nik_cross, date_relation
 
     rng = random.Random(5)
     names = ["Siti Aminah", "Siti Amina", "Aminah", "Siti Aminah Hasan", "Dewi Ratnasari", "Dewy Ratna Sari",
@@ -603,7 +603,7 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
     places = ["Bandung", "Bandung", "Bogor", "", "Kota Bandung"]
     addresses = ["Jl. Merdeka No. 5", "Jalan Merdeka 5", "Gg. Melati 12", ""]
     dates = ["1990-01-05", "1990-05-01", "1990-01-06", "1990-07-05", "1991-01-05", None, "1990-01-01"]
-    checked = 0
+    checked = bounded = 0
     for trial in range(40):
         prior = {k: rng.uniform(-15, 15) for k in PRIOR}
         det = PersonDuplicateDetector({}, SECRET, prior=prior)
@@ -622,9 +622,20 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
             exact = det.model._raw_dot_one({k: v for k, v in x.items() if k not in _UNSCORED})
             assert det._logit_ceiling(a, b, sim, slip, rel, common) >= exact, (trial, i, x)
             # Without the names' similarity, and with only the record's own name's commonness.
-            assert det._logit_ceiling(a, b, None, slip, rel, det.name_commonness(a[3])) >= exact, (trial, i, x)
+            loose = det._logit_ceiling(a, b, None, slip, rel, det.name_commonness(a[3]))
+            assert loose >= exact, (trial, i, x)
+            # And no candidate's loose ceiling is above the record's bound for the relation
+            # (a near slip is checked per candidate, a NIK-date cross adds its weight).
+            if not slip:
+                ceiling = det._ceiling_for(a)
+                kind = (bool(a[11]) and a[11] == b[11],
+                        not (a[6] is not None and b[6] is not None) and not (a[5] and b[5]) and not (a[8] and b[8]))
+                best = ceiling.any_candidate(det.name_commonness(a[3]))[kind][rel]
+                crossed = rel != "missing" and _nik_cross(a, b)
+                assert best + (max(0.0, ceiling.cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
+                bounded += 1
             checked += 1
-    assert checked == 2400
+    assert checked == 2400 and bounded > 1500
 
 
 def test_the_logit_ceiling_follows_the_scorer_after_a_verdict():
