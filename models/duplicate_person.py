@@ -883,7 +883,23 @@ class PersonDuplicateDetector:
 
         bounds: dict[float, dict] = {}  # by the record's name commonness (the sketch moves it)
 
+        def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset]:
+            # For each kind of candidate, the relations whose bound is below
+            # ``floor``; of those, the ones where a NIK-date cross would not
+            # lift it either; and every relation in the first sets.
+            known = hopeless_sets.get((common, floor))
+            if known is None:
+                best = any_candidate(common)
+                below = {kind: frozenset(r for r, z in zs.items() if z < floor) for kind, zs in best.items()}
+                even_crossed = {kind: frozenset(r for r in rels if r == "missing" or best[kind][r] + max(0.0, w_cross)
+                                                < floor) for kind, rels in below.items()}
+                known = hopeless_sets[common, floor] = (below, even_crossed, frozenset().union(*below.values()))
+            return known
+
+        hopeless_sets: dict[tuple[float, float], tuple[dict, dict, frozenset]] = {}
+
         ceiling.any_candidate = any_candidate  # type: ignore[attr-defined]
+        ceiling.hopeless = hopeless  # type: ignore[attr-defined]
         ceiling.cross = w_cross  # type: ignore[attr-defined]
         self.__dict__["_ceiling_memo"] = (scorer, list(a), ceiling)
         return ceiling
@@ -1030,11 +1046,7 @@ class PersonDuplicateDetector:
             ceiling = self._ceiling_for(rec)
             if rec[3] not in common:
                 common[rec[3]] = self.name_commonness(rec[3])
-            cross = max(0.0, ceiling.cross)  # type: ignore[attr-defined]
-            for kind, best in ceiling.any_candidate(common[rec[3]]).items():  # type: ignore[attr-defined]
-                hopeless[kind] = frozenset(r for r, z in best.items() if z < floor)
-                hopeless_crossed[kind] = frozenset(r for r in hopeless[kind] if r == "missing" or best[r] + cross < floor)
-            hopeless_any = frozenset().union(*hopeless.values())
+            hopeless, hopeless_crossed, hopeless_any = ceiling.hopeless(common[rec[3]], floor)  # type: ignore
         a_nkk, a_nik, a_sex, a_place = rec[11], rec[6] is not None, rec[5], rec[8]
         kept = []
         rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
