@@ -740,7 +740,9 @@ class PersonDuplicateDetector:
         voters this bound is computed for about half of them: what depends on
         the record or the weights alone is read once per record and scorer, and
         a term that is zero is not added (``z + 0.0 == z``, so the sum is the
-        same float). Terms are added in :meth:`_features`' order.
+        same float). Terms are added in :meth:`_features`' order, but for the
+        birth place and the names' shape: they come last, so that a loose bound
+        given the threshold's logit can stop before them.
         """
         scorer = self._scorer_version()
         memo = self.__dict__.get("_ceiling_memo")
@@ -774,8 +776,15 @@ class PersonDuplicateDetector:
 
         name_bound = max(0.0, w_close, w_weak)  # name_close and name_weak lie in [0, 1], one of them 0
 
-        def ceiling(b: list, sim: float | None, slip: bool, rel: str, common: float) -> float:
+        # The largest the birth place and the names' shape can add (sim None), by nkk_equal.
+        place_most = abs(w_place)  # place_agree lies in [-1, 1]
+        shape_most = (max(0.0, w_rare), max(0.0, w_differs, w_rare, w_rare + w_typo))
+
+        def ceiling(b: list, sim: float | None, slip: bool, rel: str, common: float,
+                    floor: float | None = None) -> float:
             # sim None: the bound for any name similarity and any commonness from ``common`` up.
+            # With ``floor`` (and sim None), a value below it may be returned as soon as the
+            # costly terms (birth place, the names' shape) cannot lift the bound to it.
             z = intercept
             if sim is None:
                 z += name_bound
@@ -800,11 +809,6 @@ class PersonDuplicateDetector:
             else:
                 z += w_sex_missing
             place_known = bool(place and b[8])
-            if place_known:
-                agree = places.get(b[8])
-                if agree is None:
-                    agree = places[b[8]] = _place_agree(a, b)
-                z += w_place * agree
             if rtrw != "/" and rtrw == b[10]:
                 z += w_rtrw
             nkk_equal = 1.0 if nkk and nkk == b[11] else 0.0
@@ -817,6 +821,21 @@ class PersonDuplicateDetector:
                 z += max(0.0, w_addr + w_addr_other_kk * (1.0 - nkk_equal) + w_noid_addr * no_id)
             if slip:
                 z += w_near
+            if marital and b[12]:
+                z += w_marital if marital == b[12] else -w_marital
+            if disability or b[13]:
+                z += w_disability if disability == b[13] else -w_disability
+            if regency and regency == b[14]:
+                z += w_regency + w_noid_regency * no_id
+            if floor is not None and sim is None:
+                most = z + (place_most if place_known else 0.0) + shape_most[nkk_equal > 0.0] + 0.05
+                if most < floor:
+                    return most
+            if place_known:
+                agree = places.get(b[8])
+                if agree is None:
+                    agree = places[b[8]] = _place_agree(a, b)
+                z += w_place * agree
             shape = shapes.get(b[3])
             if shape is None:
                 tb = b[3].split()
@@ -836,12 +855,6 @@ class PersonDuplicateDetector:
                     z += max(w_differs * differs, w_rare + w_typo * differs)
             elif differs:
                 z += w_differs * differs if sim is not None else max(0.0, w_differs)
-            if marital and b[12]:
-                z += w_marital if marital == b[12] else -w_marital
-            if disability or b[13]:
-                z += w_disability if disability == b[13] else -w_disability
-            if regency and regency == b[14]:
-                z += w_regency + w_noid_regency * no_id
             # The features are rounded to 4 places, the ceiling's parts are not: a margin.
             return z + 0.05
 
@@ -1084,7 +1097,7 @@ class PersonDuplicateDetector:
             seen = done.get(c[0])
             if seen is not None and seen[1] is None and seen[3] == scorer and seen[0] == c:
                 continue  # below the threshold's logit for this scorer, found in an earlier block
-            if ceiling is not None and ceiling(c, None, slip, rel, common[rec[3]]) < floor:
+            if ceiling is not None and ceiling(c, None, slip, rel, common[rec[3]], floor) < floor:
                 # Whatever the names' similarity: at 10 M voters most pairs
                 # here are namesakes with one part of the birth date wrong,
                 # and this spares comparing their names.

@@ -603,7 +603,7 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
     places = ["Bandung", "Bandung", "Bogor", "", "Kota Bandung"]
     addresses = ["Jl. Merdeka No. 5", "Jalan Merdeka 5", "Gg. Melati 12", ""]
     dates = ["1990-01-05", "1990-05-01", "1990-01-06", "1990-07-05", "1991-01-05", None, "1990-01-01"]
-    checked = bounded = 0
+    checked = bounded = early = 0
     for trial in range(40):
         prior = {k: rng.uniform(-15, 15) for k in PRIOR}
         det = PersonDuplicateDetector({}, SECRET, prior=prior)
@@ -624,6 +624,11 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
             # Without the names' similarity, and with only the record's own name's commonness.
             loose = det._logit_ceiling(a, b, None, slip, rel, det.name_commonness(a[3]))
             assert loose >= exact, (trial, i, x)
+            # Given a floor, the loose bound may stop early, but only below the floor where the whole one is.
+            floor = loose + rng.uniform(-3, 9)
+            stopped = det._ceiling_for(a)(b, None, slip, rel, det.name_commonness(a[3]), floor)
+            assert (stopped < floor) == (loose < floor) and stopped >= loose, (trial, i, x)
+            early += stopped != loose
             # And no candidate's loose ceiling is above the record's bound for the relation
             # (a near slip is checked per candidate, a NIK-date cross adds its weight).
             if not slip:
@@ -635,7 +640,7 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
                 assert best + (max(0.0, ceiling.cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
                 bounded += 1
             checked += 1
-    assert checked == 2400 and bounded > 1500
+    assert checked == 2400 and bounded > 1500 and early > 200
 
 
 def test_the_logit_ceiling_follows_the_scorer_after_a_verdict():
