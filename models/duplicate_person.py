@@ -741,7 +741,7 @@ class PersonDuplicateDetector:
         the record or the weights alone is read once per record and scorer, and
         a term that is zero is not added (``z + 0.0 == z``, so the sum is the
         same float). Terms are added in :meth:`_features`' order, but for the
-        birth place and the names' shape: they come last, so that a loose bound
+        names' shape and the birth place: they come last, so that a loose bound
         given the threshold's logit can stop before them.
         """
         scorer = self._scorer_version()
@@ -827,15 +827,11 @@ class PersonDuplicateDetector:
                 z += w_disability if disability == b[13] else -w_disability
             if regency and regency == b[14]:
                 z += w_regency + w_noid_regency * no_id
-            if floor is not None and sim is None:
+            stop = floor is not None and sim is None
+            if stop:
                 most = z + (place_most if place_known else 0.0) + shape_most[nkk_equal > 0.0] + 0.05
                 if most < floor:
                     return most
-            if place_known:
-                agree = places.get(b[8])
-                if agree is None:
-                    agree = places[b[8]] = _place_agree(a, b)
-                z += w_place * agree
             shape = shapes.get(b[3])
             if shape is None:
                 tb = b[3].split()
@@ -855,6 +851,13 @@ class PersonDuplicateDetector:
                     z += max(w_differs * differs, w_rare + w_typo * differs)
             elif differs:
                 z += w_differs * differs if sim is not None else max(0.0, w_differs)
+            if place_known:
+                if stop and z + place_most + 0.05 < floor:
+                    return z + place_most + 0.05  # namesakes: the shape is known from an earlier one
+                agree = places.get(b[8])
+                if agree is None:
+                    agree = places[b[8]] = _place_agree(a, b)
+                z += w_place * agree
             # The features are rounded to 4 places, the ceiling's parts are not: a margin.
             return z + 0.05
 
