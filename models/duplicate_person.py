@@ -1007,6 +1007,43 @@ class PersonDuplicateDetector:
         elif block_key in self.index:
             del self.index[block_key]
 
+    def _pair_memo(self, rec: list) -> tuple[dict, dict, dict]:
+        """What is kept for the record while the name sketch stays as it is:
+        the pairs already decided, the names' commonness and the name words' counts.
+
+        A pair's features depend on the two records and the name sketch only,
+        and a namesake born the same day sits in most of a record's blocks
+        (any ``add()`` changes the sketch's total).
+        """
+        names = self.names
+        pm = self.__dict__.get("_pair_memo_")
+        if pm is None or pm[1] is not names.table or pm[2] != names.total or pm[0] != rec:
+            pm = (list(rec), names.table, names.total, {}, {}, {})
+            self.__dict__["_pair_memo_"] = pm
+        return pm[3], pm[4], pm[5]
+
+    def _hopeless_for(self, rec: list, floor: float) -> tuple[dict, dict, frozenset]:
+        """The ceiling's ``hopeless`` sets for the record, at its name's commonness.
+
+        They depend on the record only through which of its fields are known
+        (and whether its birth date is a filler date), so records alike in
+        that share them: most records would otherwise pay for working them out.
+        """
+        common = self._pair_memo(rec)[1]
+        if rec[3] not in common:
+            common[rec[3]] = self.name_commonness(rec[3])
+        dob = rec[4]
+        key = (self._scorer_version(), common[rec[3]], floor, bool(rec[3]), rec[10] != "/", bool(rec[12]),
+               bool(rec[13]), rec[6] is not None, bool(rec[5]), bool(rec[8]), bool(rec[9]), bool(rec[14]),
+               bool(dob) and dob[5:] in _DEFAULT_DATES)
+        cache = self.__dict__.setdefault("_hopeless_cache", {})
+        known = cache.get(key)
+        if known is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            known = cache[key] = self._ceiling_for(rec).hopeless(common[rec[3]], floor)  # type: ignore[attr-defined]
+        return known
+
     def _compare(self, rec: list, candidates: list, event: dict) -> list[Finding]:
         out = []
         toks = rec[3].split()
@@ -1036,33 +1073,16 @@ class PersonDuplicateDetector:
         ay, am, ad = (a4[:4], a4[5:7], a4[8:10]) if a4 else ("", "", "")
         crosses_nik = _nik_cross_with(rec)
         with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
-        # A pair's features depend on the two records and the name sketch
-        # only, and a namesake born the same day sits in most of a record's
-        # blocks: they are kept for the record while the sketch stays as it
-        # is (any add() changes its total), with the name commonness and the
-        # name words' counts they read.
-        names = self.names
-        pm = self.__dict__.get("_pair_memo")
-        if pm is None or pm[1] is not names.table or pm[2] != names.total or pm[0] != rec:
-            pm = (list(rec), names.table, names.total, {}, {}, {})
-            self.__dict__["_pair_memo"] = pm
-        done, common, counts = pm[3], pm[4], pm[5]
-        scorer = self._scorer_version()  # a remembered score is this scorer's
         floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
-        ceiling = None  # self._ceiling_for(rec) when there is a threshold to reach
         # By the kind of candidate (nkk_equal, no_id_fields): the birth-date
         # relations with which it cannot reach the threshold, unless a near
         # slip, or a NIK-date cross where the relation is not also in the
-        # second set. Telling the kind costs a few comparisons; the ceiling
+        # second set (:meth:`_hopeless_for`, worked out when a candidate first
+        # needs them). Telling the kind costs a few comparisons; the ceiling
         # costs a few microseconds.
+        hopeless_any: frozenset | None = None if floor is not None else frozenset()
         hopeless: dict = {}
         hopeless_crossed: dict = {}
-        hopeless_any: frozenset = frozenset()
-        if floor is not None:
-            ceiling = self._ceiling_for(rec)
-            if rec[3] not in common:
-                common[rec[3]] = self.name_commonness(rec[3])
-            hopeless, hopeless_crossed, hopeless_any = ceiling.hopeless(common[rec[3]], floor)  # type: ignore
         a_nkk, a_nik, a_sex, a_place = rec[11], rec[6] is not None, rec[5], rec[8]
         kept = []
         rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
@@ -1086,14 +1106,24 @@ class PersonDuplicateDetector:
             slip = with_ids and _near_slip(rec, c)  # personal numbers one typed character apart: corroboration enough
             if rel == "differ" and not slip and not crosses_nik(c):
                 continue
-            if rel in hopeless_any and not slip:
-                kind = (bool(a_nkk) and a_nkk == c[11],
-                        not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8]))
-                if rel in hopeless[kind] and (rel in hopeless_crossed[kind] or not crosses_nik(c)):
-                    continue  # no other field of this candidate can lift the pair to the threshold
+            if not slip:
+                if hopeless_any is None:
+                    hopeless, hopeless_crossed, hopeless_any = self._hopeless_for(rec, floor)  # type: ignore[arg-type]
+                if rel in hopeless_any:
+                    kind = (bool(a_nkk) and a_nkk == c[11],
+                            not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8]))
+                    if rel in hopeless[kind] and (rel in hopeless_crossed[kind] or not crosses_nik(c)):
+                        continue  # no other field of this candidate can lift the pair to the threshold
             kept.append((c, rel, slip))
         if not kept:
             return out
+        done, common, counts = self._pair_memo(rec)
+        scorer = self._scorer_version()  # a remembered score is this scorer's
+        ceiling = None  # self._ceiling_for(rec) when there is a threshold to reach
+        if floor is not None:
+            ceiling = self._ceiling_for(rec)
+            if rec[3] not in common:
+                common[rec[3]] = self.name_commonness(rec[3])
         households: dict[str, list] | None = None
         best_in_household: dict[str, float] = {}
         for c, rel, slip in kept:

@@ -603,14 +603,17 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
     places = ["Bandung", "Bandung", "Bogor", "", "Kota Bandung"]
     addresses = ["Jl. Merdeka No. 5", "Jalan Merdeka 5", "Gg. Melati 12", ""]
     dates = ["1990-01-05", "1990-05-01", "1990-01-06", "1990-07-05", "1991-01-05", None, "1990-01-01"]
-    checked = bounded = early = 0
+    checked = bounded = early = hopeless = 0
     for trial in range(40):
         prior = {k: rng.uniform(-15, 15) for k in PRIOR}
         det = PersonDuplicateDetector({}, SECRET, prior=prior)
+        shared_floor = rng.uniform(10, 60)  # one per trial, so that records alike share their sets
         for i in range(60):
             a = det.compact(person(f"a{i}", rng.choice(names), dob=rng.choice(dates), sex=rng.choice("PL"),
                                    place=rng.choice(places), address=rng.choice(addresses),
-                                   nkk=rng.choice(["3273010101010001", "3201020202020002", None]), serial=1))
+                                   nkk=rng.choice(["3273010101010001", "3201020202020002", None]), serial=1,
+                                   rt=rng.choice(["001", ""]), rw=rng.choice(["002", ""]),
+                                   nik=rng.choice([None, None, "A1234567"])))  # another list's number: no NIK date
             b = det.compact(moved(f"b{i}", rng.choice(names), 2, dob=rng.choice(dates), sex=rng.choice("PL"),
                                   place=rng.choice(places), address=rng.choice(addresses),
                                   nkk=rng.choice(["3273010101010001", "3201020202020002", None]),
@@ -638,9 +641,12 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
                 best = ceiling.any_candidate(det.name_commonness(a[3]))[kind][rel]
                 crossed = rel != "missing" and _nik_cross(a, b)
                 assert best + (max(0.0, ceiling.cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
+                # Shared between records alike in which fields they have: the same sets as the record's own.
+                assert det._hopeless_for(a, shared_floor) == ceiling.hopeless(det.name_commonness(a[3]), shared_floor)
+                hopeless += sum(map(len, det._hopeless_for(a, shared_floor)[0].values()))
                 bounded += 1
             checked += 1
-    assert checked == 2400 and bounded > 1500 and early > 200
+    assert checked == 2400 and bounded > 1500 and early > 200 and hopeless > 1000
 
 
 def test_the_logit_ceiling_follows_the_scorer_after_a_verdict():
