@@ -51,6 +51,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 import struct
@@ -776,6 +777,16 @@ class PersonDuplicateDetector:
 
         name_bound = max(0.0, w_close, w_weak)  # name_close and name_weak lie in [0, 1], one of them 0
 
+        def shape_of(other: str) -> tuple[bool, bool]:
+            # (the names differ in exactly one word, one name's words are a subset of the other's)
+            shape = shapes.get(other)
+            if shape is None:
+                tb = other.split()
+                sb = set(tb)
+                shape = shapes[other] = (sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1,
+                                         bool(sa and sb) and (sa < sb or sb < sa))
+            return shape
+
         # The largest the birth place and the names' shape can add (sim None), by nkk_equal.
         place_most = abs(w_place)  # place_agree lies in [-1, 1]
         shape_most = (max(0.0, w_rare), max(0.0, w_differs, w_rare, w_rare + w_typo))
@@ -832,12 +843,7 @@ class PersonDuplicateDetector:
                 most = z + (place_most if place_known else 0.0) + shape_most[nkk_equal > 0.0] + 0.05
                 if most < floor:
                     return most
-            shape = shapes.get(b[3])
-            if shape is None:
-                tb = b[3].split()
-                sb = set(tb)
-                shape = shapes[b[3]] = (sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1,
-                                        bool(sa and sb) and (sa < sb or sb < sa))
+            shape = shapes.get(b[3]) or shape_of(b[3])
             differs = 0.0
             if nkk_equal and (sim is None or sim < 0.97) and not shape[1]:
                 differs = 1.0 if sim is None else _clip01((0.97 - sim) / 0.07)
@@ -861,9 +867,10 @@ class PersonDuplicateDetector:
             # The features are rounded to 4 places, the ceiling's parts are not: a margin.
             return z + 0.05
 
-        def any_candidate(common: float) -> dict[tuple[bool, bool], dict[str, float]]:
+        def any_candidate(common: float) -> dict[tuple[bool, bool, bool], dict[str, float]]:
             # The loose ceiling's highest value over every candidate of a kind,
-            # (nkk_equal, no_id_fields), for each birth-date relation, with no
+            # (nkk_equal, no_id_fields, the names differ in exactly one word:
+            # what ``variant_rare`` needs), for each birth-date relation, with no
             # near slip and no NIK-date cross (both checked per candidate). At
             # 10 M voters a common name's blocks are full of namesakes from
             # other households with one part of the birth date wrong, none of
@@ -879,43 +886,50 @@ class PersonDuplicateDetector:
                 z += abs(w_marital)
             z += abs(w_disability) if disability else max(0.0, -w_disability)
             known = bounds[common] = {}
-            for nkk_equal in (False, True):
-                for no_id in (False, True):
-                    t = z + w_nkk * nkk_equal + w_no_id * no_id
-                    if no_id:
-                        t += w_sex_missing  # no NIK pair, no two sexes, no two birth places
-                    else:
-                        t += abs(w_nik) if has_nik else 0.0
-                        t += max(abs(w_sex), w_sex_missing) if sex else w_sex_missing
-                        t += abs(w_place) if place else 0.0  # place_agree lies in [-1, 1]
-                    if addr:
-                        t += max(0.0, w_addr + w_addr_other_kk * (not nkk_equal) + w_noid_addr * no_id)
-                    if regency:
-                        t += max(0.0, w_regency + w_noid_regency * no_id)
+            for nkk_equal, no_id, one_word in itertools.product((False, True), repeat=3):
+                t = z + w_nkk * nkk_equal + w_no_id * no_id
+                if no_id:
+                    t += w_sex_missing  # no NIK pair, no two sexes, no two birth places
+                else:
+                    t += abs(w_nik) if has_nik else 0.0
+                    t += max(abs(w_sex), w_sex_missing) if sex else w_sex_missing
+                    t += abs(w_place) if place else 0.0  # place_agree lies in [-1, 1]
+                if addr:
+                    t += max(0.0, w_addr + w_addr_other_kk * (not nkk_equal) + w_noid_addr * no_id)
+                if regency:
+                    t += max(0.0, w_regency + w_noid_regency * no_id)
+                if one_word:
                     t += max(0.0, w_rare, w_differs, w_rare + w_typo) if nkk_equal else max(0.0, w_rare)
-                    known[nkk_equal, no_id] = {r: t + w_dob[r] + (max(0.0, default_term) if r == "equal" else 0.0)
-                                               + 0.06 for r, _ in _DOB_KEYS}  # its margin, and some for another order of sums
+                elif nkk_equal:
+                    t += max(0.0, w_differs)
+                known[nkk_equal, no_id, one_word] = {  # + its margin, and some for another order of sums
+                    r: t + w_dob[r] + (max(0.0, default_term) if r == "equal" else 0.0) + 0.06 for r, _ in _DOB_KEYS}
             return known
 
         bounds: dict[float, dict] = {}  # by the record's name commonness (the sketch moves it)
 
-        def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset]:
+        def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset, frozenset]:
             # For each kind of candidate, the relations whose bound is below
             # ``floor``; of those, the ones where a NIK-date cross would not
-            # lift it either; and every relation in the first sets.
+            # lift it either; every relation in the first sets for some kind
+            # whatever the names' shape; and those for some kind whose names
+            # differ in more than one word.
             known = hopeless_sets.get((common, floor))
             if known is None:
                 best = any_candidate(common)
                 below = {kind: frozenset(r for r, z in zs.items() if z < floor) for kind, zs in best.items()}
                 even_crossed = {kind: frozenset(r for r in rels if r == "missing" or best[kind][r] + max(0.0, w_cross)
                                                 < floor) for kind, rels in below.items()}
-                known = hopeless_sets[common, floor] = (below, even_crossed, frozenset().union(*below.values()))
+                known = hopeless_sets[common, floor] = (
+                    below, even_crossed, frozenset().union(*(v for k, v in below.items() if k[2])),
+                    frozenset().union(*(v for k, v in below.items() if not k[2])))
             return known
 
-        hopeless_sets: dict[tuple[float, float], tuple[dict, dict, frozenset]] = {}
+        hopeless_sets: dict[tuple[float, float], tuple[dict, dict, frozenset, frozenset]] = {}
 
         ceiling.any_candidate = any_candidate  # type: ignore[attr-defined]
         ceiling.hopeless = hopeless  # type: ignore[attr-defined]
+        ceiling.shape_of = shape_of  # type: ignore[attr-defined]
         ceiling.cross = w_cross  # type: ignore[attr-defined]
         self.__dict__["_ceiling_memo"] = (scorer, list(a), ceiling)
         return ceiling
@@ -1022,7 +1036,7 @@ class PersonDuplicateDetector:
             self.__dict__["_pair_memo_"] = pm
         return pm[3], pm[4], pm[5]
 
-    def _hopeless_for(self, rec: list, floor: float) -> tuple[dict, dict, frozenset]:
+    def _hopeless_for(self, rec: list, floor: float) -> tuple[dict, dict, frozenset, frozenset]:
         """The ceiling's ``hopeless`` sets for the record, at its name's commonness.
 
         They depend on the record only through which of its fields are known
@@ -1081,8 +1095,10 @@ class PersonDuplicateDetector:
         # needs them). Telling the kind costs a few comparisons; the ceiling
         # costs a few microseconds.
         hopeless_any: frozenset | None = None if floor is not None else frozenset()
+        unlike_any: frozenset = frozenset()
         hopeless: dict = {}
         hopeless_crossed: dict = {}
+        shape_of = None
         a_nkk, a_nik, a_sex, a_place = rec[11], rec[6] is not None, rec[5], rec[8]
         kept = []
         rels: dict = {}  # date_relation by the candidate's date: blocks repeat dates (filler dates, namesakes)
@@ -1108,12 +1124,19 @@ class PersonDuplicateDetector:
                 continue
             if not slip:
                 if hopeless_any is None:
-                    hopeless, hopeless_crossed, hopeless_any = self._hopeless_for(rec, floor)  # type: ignore[arg-type]
-                if rel in hopeless_any:
-                    kind = (bool(a_nkk) and a_nkk == c[11],
-                            not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8]))
+                    hopeless, hopeless_crossed, hopeless_any, unlike_any = self._hopeless_for(rec, floor)  # type: ignore
+                if rel in unlike_any:  # (which holds hopeless_any)
+                    nkk_equal = bool(a_nkk) and a_nkk == c[11]
+                    no_id = not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8])
+                    kind = (nkk_equal, no_id, True)
                     if rel in hopeless[kind] and (rel in hopeless_crossed[kind] or not crosses_nik(c)):
                         continue  # no other field of this candidate can lift the pair to the threshold
+                    kind = (nkk_equal, no_id, False)
+                    if rel in hopeless[kind]:
+                        if shape_of is None:
+                            shape_of = self._ceiling_for(rec).shape_of  # type: ignore[attr-defined]
+                        if not shape_of(c[3])[0] and (rel in hopeless_crossed[kind] or not crosses_nik(c)):
+                            continue  # nor with names that differ in more than one word
             kept.append((c, rel, slip))
         if not kept:
             return out

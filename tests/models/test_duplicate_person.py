@@ -636,8 +636,10 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
             # (a near slip is checked per candidate, a NIK-date cross adds its weight).
             if not slip:
                 ceiling = det._ceiling_for(a)
+                ta, tb = a[3].split(), b[3].split()
                 kind = (bool(a[11]) and a[11] == b[11],
-                        not (a[6] is not None and b[6] is not None) and not (a[5] and b[5]) and not (a[8] and b[8]))
+                        not (a[6] is not None and b[6] is not None) and not (a[5] and b[5]) and not (a[8] and b[8]),
+                        sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1)
                 best = ceiling.any_candidate(det.name_commonness(a[3]))[kind][rel]
                 crossed = rel != "missing" and _nik_cross(a, b)
                 assert best + (max(0.0, ceiling.cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
