@@ -1053,7 +1053,7 @@ class PersonDuplicateDetector:
         cache = self.__dict__.setdefault("_hopeless_cache", {})
         known = cache.get(key)
         if known is None:
-            if len(cache) >= 4096:
+            if len(cache) >= 1024:  # ~5 kB each
                 cache.clear()
             known = cache[key] = self._ceiling_for(rec).hopeless(common[rec[3]], floor)  # type: ignore[attr-defined]
         return known
