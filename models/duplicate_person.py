@@ -1088,12 +1088,13 @@ class PersonDuplicateDetector:
         crosses_nik = _nik_cross_with(rec)
         with_ids = len(rec) > 15 and bool(rec[15])  # else no candidate can be a near slip
         floor = math.log(self.threshold / (1.0 - self.threshold)) if 0.0 < self.threshold < 1.0 else None
-        # By the kind of candidate (nkk_equal, no_id_fields): the birth-date
-        # relations with which it cannot reach the threshold, unless a near
-        # slip, or a NIK-date cross where the relation is not also in the
-        # second set (:meth:`_hopeless_for`, worked out when a candidate first
-        # needs them). Telling the kind costs a few comparisons; the ceiling
-        # costs a few microseconds.
+        # By the kind of candidate (nkk_equal, no_id_fields, names differing in
+        # one word): the birth-date relations with which it cannot reach the
+        # threshold, unless a near slip, or a NIK-date cross where the relation
+        # is not also in the second set (:meth:`_hopeless_for`, worked out when
+        # a candidate first needs them). Telling the kind costs a few
+        # comparisons (the names' shape only when it would decide); the
+        # ceiling costs a few microseconds.
         hopeless_any: frozenset | None = None if floor is not None else frozenset()
         unlike_any: frozenset = frozenset()
         hopeless: dict = {}
