@@ -876,16 +876,13 @@ class PersonDuplicateDetector:
             # other households with one part of the birth date wrong, none of
             # whom can reach the threshold: this says so once per record
             # instead of once per namesake. Each term is taken at its largest.
-            known = bounds.get(common)
-            if known is not None:
-                return known
             z = intercept + name_bound + max(0.0, exact_term) + (w_common * common if w_common < 0.0 else w_common)
             if rtrw != "/":
                 z += max(0.0, w_rtrw)
             if marital:
                 z += abs(w_marital)
             z += abs(w_disability) if disability else max(0.0, -w_disability)
-            known = bounds[common] = {}
+            known = {}
             for nkk_equal, no_id, one_word in itertools.product((False, True), repeat=3):
                 t = z + w_nkk * nkk_equal + w_no_id * no_id
                 if no_id:
@@ -906,26 +903,18 @@ class PersonDuplicateDetector:
                     r: t + w_dob[r] + (max(0.0, default_term) if r == "equal" else 0.0) + 0.06 for r, _ in _DOB_KEYS}
             return known
 
-        bounds: dict[float, dict] = {}  # by the record's name commonness (the sketch moves it)
-
         def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset, frozenset]:
             # For each kind of candidate, the relations whose bound is below
             # ``floor``; of those, the ones where a NIK-date cross would not
             # lift it either; every relation in the first sets for some kind
             # whatever the names' shape; and those for some kind whose names
-            # differ in more than one word.
-            known = hopeless_sets.get((common, floor))
-            if known is None:
-                best = any_candidate(common)
-                below = {kind: frozenset(r for r, z in zs.items() if z < floor) for kind, zs in best.items()}
-                even_crossed = {kind: frozenset(r for r in rels if r == "missing" or best[kind][r] + max(0.0, w_cross)
-                                                < floor) for kind, rels in below.items()}
-                known = hopeless_sets[common, floor] = (
-                    below, even_crossed, frozenset().union(*(v for k, v in below.items() if k[2])),
+            # differ in more than one word. Kept by :meth:`_hopeless_for`.
+            best = any_candidate(common)
+            below = {kind: frozenset(r for r, z in zs.items() if z < floor) for kind, zs in best.items()}
+            even_crossed = {kind: frozenset(r for r in rels if r == "missing" or best[kind][r] + max(0.0, w_cross)
+                                            < floor) for kind, rels in below.items()}
+            return (below, even_crossed, frozenset().union(*(v for k, v in below.items() if k[2])),
                     frozenset().union(*(v for k, v in below.items() if not k[2])))
-            return known
-
-        hopeless_sets: dict[tuple[float, float], tuple[dict, dict, frozenset, frozenset]] = {}
 
         ceiling.any_candidate = any_candidate  # type: ignore[attr-defined]
         ceiling.hopeless = hopeless  # type: ignore[attr-defined]
