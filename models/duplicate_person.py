@@ -843,7 +843,7 @@ class PersonDuplicateDetector:
                 most = z + (place_most if place_known else 0.0) + shape_most[nkk_equal > 0.0] + 0.05
                 if most < floor:
                     return most
-            shape = shapes.get(b[3]) or shape_of(b[3])
+            shape = shapes.get(b[3]) or shape_of(b[3])  # the lookup inline: most names are known by now
             differs = 0.0
             if nkk_equal and (sim is None or sim < 0.97) and not shape[1]:
                 differs = 1.0 if sim is None else _clip01((0.97 - sim) / 0.07)
@@ -903,23 +903,21 @@ class PersonDuplicateDetector:
                     r: t + w_dob[r] + (max(0.0, default_term) if r == "equal" else 0.0) + 0.06 for r, _ in _DOB_KEYS}
             return known
 
-        def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset, frozenset]:
+        def hopeless(common: float, floor: float) -> tuple[dict, dict, frozenset]:
             # For each kind of candidate, the relations whose bound is below
             # ``floor``; of those, the ones where a NIK-date cross would not
-            # lift it either; every relation in the first sets for some kind
-            # whatever the names' shape; and those for some kind whose names
-            # differ in more than one word. Kept by :meth:`_hopeless_for`.
+            # lift it either; and every relation hopeless for some kind (a
+            # kind whose names differ in more than one word has the lowest
+            # bounds, so its sets hold the others'). Kept by :meth:`_hopeless_for`.
             best = any_candidate(common)
             below = {kind: frozenset(r for r, z in zs.items() if z < floor) for kind, zs in best.items()}
             even_crossed = {kind: frozenset(r for r in rels if r == "missing" or best[kind][r] + max(0.0, w_cross)
                                             < floor) for kind, rels in below.items()}
-            return (below, even_crossed, frozenset().union(*(v for k, v in below.items() if k[2])),
-                    frozenset().union(*(v for k, v in below.items() if not k[2])))
+            return below, even_crossed, frozenset().union(*below.values())
 
         ceiling.any_candidate = any_candidate  # type: ignore[attr-defined]
         ceiling.hopeless = hopeless  # type: ignore[attr-defined]
         ceiling.shape_of = shape_of  # type: ignore[attr-defined]
-        ceiling.cross = w_cross  # type: ignore[attr-defined]
         self.__dict__["_ceiling_memo"] = (scorer, list(a), ceiling)
         return ceiling
 
@@ -1025,7 +1023,7 @@ class PersonDuplicateDetector:
             self.__dict__["_pair_memo_"] = pm
         return pm[3], pm[4], pm[5]
 
-    def _hopeless_for(self, rec: list, floor: float) -> tuple[dict, dict, frozenset, frozenset]:
+    def _hopeless_for(self, rec: list, floor: float) -> tuple[dict, dict, frozenset]:
         """The ceiling's ``hopeless`` sets for the record, at its name's commonness.
 
         They depend on the record only through which of its fields are known
@@ -1085,7 +1083,6 @@ class PersonDuplicateDetector:
         # comparisons (the names' shape only when it would decide); the
         # ceiling costs a few microseconds.
         hopeless_any: frozenset | None = None if floor is not None else frozenset()
-        unlike_any: frozenset = frozenset()
         hopeless: dict = {}
         hopeless_crossed: dict = {}
         shape_of = None
@@ -1114,8 +1111,8 @@ class PersonDuplicateDetector:
                 continue
             if not slip:
                 if hopeless_any is None:
-                    hopeless, hopeless_crossed, hopeless_any, unlike_any = self._hopeless_for(rec, floor)  # type: ignore
-                if rel in unlike_any:  # (which holds hopeless_any)
+                    hopeless, hopeless_crossed, hopeless_any = self._hopeless_for(rec, floor)  # type: ignore
+                if rel in hopeless_any:
                     nkk_equal = bool(a_nkk) and a_nkk == c[11]
                     no_id = not (a_nik and c[6] is not None) and not (a_sex and c[5]) and not (a_place and c[8])
                     kind = (nkk_equal, no_id, True)

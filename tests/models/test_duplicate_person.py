@@ -642,7 +642,8 @@ def test_the_logit_ceiling_is_never_below_the_scorers_logit():
                         sum(t not in tb for t in ta) == 1 and sum(t not in ta for t in tb) == 1)
                 best = ceiling.any_candidate(det.name_commonness(a[3]))[kind][rel]
                 crossed = rel != "missing" and _nik_cross(a, b)
-                assert best + (max(0.0, ceiling.cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
+                cross = det._weights_now()[0].get("dob_nik_cross", 0.0)
+                assert best + (max(0.0, cross) if crossed else 0.0) >= loose, (trial, i, rel, x)
                 # Shared between records alike in which fields they have: the same sets as the record's own.
                 assert det._hopeless_for(a, shared_floor) == ceiling.hopeless(det.name_commonness(a[3]), shared_floor)
                 hopeless += sum(map(len, det._hopeless_for(a, shared_floor)[0].values()))
