@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -86,6 +88,11 @@ def test_killed_worker_recovers_index_from_changelog_without_duplicate_alerts(wo
     run(produce(s, [("registrations", e["voter"]["nik"].encode(), dumps(e)) for e in originals]))
     first_worker.wait_metric("pantau_events_total", 5, stream="registrations", outcome="processed")
     first_worker.kill()
+    # Let the broker expire the killed member before another joins: a Tansu group whose
+    # leader leaves while it rebalances can stay stuck for minutes (docs/broker.md, bug 2).
+    # Once (a fresh-clone run, session 15) the new worker caught only 2 of the 5 copies here
+    # in 180 s; a plausible cause, not proven.
+    time.sleep(s.broker_session_timeout + 2)
 
     # A new process with an empty data dir: the NIK index can only come from the changelog.
     second = worker_factory(s.replace(data_dir=tmp_path / "fresh-data"))
