@@ -40,33 +40,21 @@ def national_count(settings, table: str) -> int:
     return sum(last.values())
 
 
-async def committed_offsets(settings) -> int:
-    """The worker group's committed offsets on the registrations topic, summed over partitions."""
+async def partition_offsets(settings, topic: str, committed: bool = False) -> dict[int, int]:
+    """Each of ``topic``'s partitions: the broker's end offset (what a recovering worker
+    reads up to), or with ``committed`` the worker group's committed offset."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
     from app.kafka_io import client_options
 
-    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic_registrations, p) for p in range(settings.partitions)]
-        return sum([(await consumer.committed(tp)) or 0 for tp in tps])
-    finally:
-        await consumer.stop()
-
-
-async def end_offsets(settings, topic: str) -> dict[int, int]:
-    """The broker's end offset of each of ``topic``'s partitions (what a recovering worker reads up to)."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    from app.kafka_io import client_options
-
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(settings), group_id=settings.app_id if committed else None,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        if committed:
+            return {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
         return {tp.partition: offset for tp, offset in (await consumer.end_offsets(tps)).items()}
     finally:
         await consumer.stop()
@@ -76,7 +64,7 @@ def wait_committed(settings, n: int, timeout: float = 90.0) -> int:
     deadline = time.monotonic() + timeout
     committed = 0
     while time.monotonic() < deadline:
-        committed = run(committed_offsets(settings))
+        committed = sum(run(partition_offsets(settings, settings.topic_registrations, committed=True)).values())
         if committed >= n:
             return committed
         time.sleep(0.5)
@@ -209,5 +197,5 @@ def test_the_duplicate_indexes_reach_the_changelog_and_their_stores_know_its_off
         # Tansu reports a partition's end as its last batch's first offset + 1 (docs/broker.md,
         # bug 1), and a recovering worker reads its changelog only that far: each write's last
         # record goes in a batch of its own, so the end the broker reports is the true one.
-        ends = run(end_offsets(s, f"{s.app_id}-{table}-changelog"))
+        ends = run(partition_offsets(s, f"{s.app_id}-{table}-changelog"))
         assert {p: ends[p] - 1 for p in last} == last, (table, ends, last)
