@@ -501,6 +501,12 @@ class PersonDuplicateDetector:
         else:
             yy = a = b = "?"
         date_key = f"{yy}{min(a, b)}{max(a, b)}"
+        if f"{a}-{b}" in _DEFAULT_DATES or f"{b}-{a}" in _DEFAULT_DATES:
+            # A filler date (the day unknown at registration) says little: at 10 M voters
+            # the blocks of a name's sound on it fill with namesakes from everywhere and
+            # forget the older ones. A person keeps their birth place when they move.
+            place = normalise_text(v.get("birth_place")).split()
+            date_key += "|" + (phonetic_token(place[-1]) if place else "?")
         sex = clean_sex(v.get("sex")) or (nb[1] if nb else "?")
         toks = normalise_name(v.get("name")).split()
         regency = (event.get("region") or {}).get("regency") or "?"

@@ -80,6 +80,34 @@ def test_same_person_other_nik_is_found(det, first, second):
     assert "birth_date" in f.evidence["fields_agreed"]
 
 
+@pytest.mark.parametrize("first,second", [
+    ("Siti Nur Hasanah", "Siti N. Hasanah"),  # the last word's sound is their only shared block
+    ("Joesoef Hasan", "Yusuf Hasan"),
+    ("Dewi Ratnasari", "Hj. Dewy Ratna Sari, S.Pd."),
+])
+@pytest.mark.parametrize("dob", ["1990-07-01", "1990-01-01", "1990-12-31"])
+def test_a_voter_who_moved_is_found_on_a_filler_birth_date(det, first, second, dob):
+    det.process_one(person("e1", first, dob=dob))
+    [f] = det.process_one(moved("e2", second, 2, dob=dob))
+    assert f.event_ids == ["e2", "e1"]
+
+
+def test_a_filler_birth_date_blocks_the_names_sound_by_birth_place(det):
+    def shared(dob_a, place_a, dob_b, place_b, **kw):
+        a = det.blocking_keys(person("e1", "Siti Aminah", dob=dob_a, place=place_a))
+        b = det.blocking_keys(person("e2", "Siti Aminah", dob=dob_b, place=place_b, serial=2, **kw))
+        return len(set(a) & set(b)), len(a)
+
+    # A real date: the birth place is in no key.
+    assert shared("1990-01-05", "Bandung", "1990-01-05", "Medan") == (8, 8)
+    # A filler date: the three blocks of the name's sound on the date are the birth place's ...
+    assert shared("1990-07-01", "Bandung", "1990-07-01", "Medan") == (5, 8)
+    assert shared("1990-07-01", "Bandung", "1990-07-01", None) == (5, 8)
+    # ... whatever the regency, the spelling of the place, or a swapped day and month.
+    assert shared("1990-07-01", "Kota Bandung", "1990-07-01", "BANDUNG", regency="3201") == (7, 8)
+    assert shared("1990-07-01", "Bandung", "1990-01-07", "Bandung")[0] >= 3
+
+
 def test_swapped_day_and_month_is_found(det):
     det.process_one(person("e1", "Rina Marlina", dob="1990-03-04"))
     [f] = det.process_one(moved("e2", "Rina Marlina", 2, dob="1990-04-03", nik_dob="1990-03-04"))
